@@ -1,0 +1,26 @@
+"""The SQL index: SQLAlchemy models, the database and its Alembic migrations."""
+
+from evidence_store.index.database import Index, redact_url
+from evidence_store.index.models import (
+    Artifact,
+    Base,
+    Collection,
+    CustodyEvent,
+    Run,
+    SigningKey,
+    Snapshot,
+    Source,
+)
+
+__all__ = [
+    "Artifact",
+    "Base",
+    "Collection",
+    "CustodyEvent",
+    "Index",
+    "Run",
+    "SigningKey",
+    "Snapshot",
+    "Source",
+    "redact_url",
+]

@@ -1,0 +1,200 @@
+"""Opening the index database: engines, SQLite pragmas, write locks and schema migrations."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from evidence_store.errors import IndexError_
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password hidden, for messages and `config show`."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN is switched off so that _sqlite_begin decides the mode.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # FULL: a commit the CLI reported is on disk, also after a power cut.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Writers take SQLite's write lock at BEGIN (IMMEDIATE), so that reading a chain head and
+    # appending to it cannot interleave with another process doing the same.
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def lock_key(name: str) -> int:
+    """A stable 32-bit key for PostgreSQL advisory locks."""
+    return zlib.crc32(name.encode())
+
+
+class Index:
+    """The SQL index: one engine, sessions handed out per unit of work (never global)."""
+
+    def __init__(self, url: str, *, auto_migrate: bool = True, echo: bool = False) -> None:
+        self.url = url
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise IndexError_(f"invalid database URL {url!r}: {exc}") from None
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                folder = Path(database).absolute().parent
+                if not folder.is_dir():
+                    raise IndexError_(
+                        f"cannot open the index database {database}: folder {folder} does not exist"
+                    )
+            kwargs["connect_args"] = {"timeout": 60}
+        elif self.dialect == "postgresql" and parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = create_engine(parsed, **kwargs)
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            raise IndexError_(f"unsupported database URL {redact_url(url)}: {exc}") from None
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._checked = False
+        self.auto_migrate = auto_migrate
+
+    def describe(self) -> str:
+        return redact_url(self.url)
+
+    # -- schema ----------------------------------------------------------------------------
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        return config
+
+    def current_revision(self) -> str | None:
+        """The schema revision the database is at (None for an empty database)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self._connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str:
+        """The newest schema revision this version of the software knows."""
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def upgrade(self) -> str:
+        """Apply every pending migration; returns the revision the database is now at."""
+        from alembic import command
+
+        config = self._alembic_config()
+        try:
+            with self.engine.begin() as conn:
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        except SQLAlchemyError as exc:
+            raise IndexError_(self._describe_error("migrate", exc)) from None
+        self._checked = True
+        return self.head_revision()
+
+    def ensure_schema(self) -> None:
+        """Check the schema is current; a new, empty SQLite file is migrated (auto_migrate).
+
+        An existing database at an older revision is never migrated behind the operator's back:
+        they run `evidence db upgrade` (and take a backup first).
+        """
+        if self._checked:
+            return
+        current = self.current_revision()
+        head = self.head_revision()
+        if current == head:
+            self._checked = True
+            return
+        if current is None and self.auto_migrate and self.dialect == "sqlite":
+            self.upgrade()
+            return
+        if current is None:
+            raise IndexError_(
+                f"the index database {self.describe()} has no schema: run `evidence db upgrade`"
+            )
+        raise IndexError_(
+            f"the index database {self.describe()} is at schema {current}, this software needs "
+            f"{head}: run `evidence db upgrade`"
+        )
+
+    # -- sessions --------------------------------------------------------------------------
+    @contextmanager
+    def _connect(self) -> Iterator[Any]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except DBAPIError as exc:
+            if exc.connection_invalidated or isinstance(exc.orig, Exception):
+                raise IndexError_(self._describe_error("open", exc)) from None
+            raise
+
+    def _describe_error(self, action: str, exc: SQLAlchemyError) -> str:
+        orig = getattr(exc, "orig", None) or exc
+        first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        return f"cannot {action} the index database {self.describe()}: {first_line}"
+
+    def session(self) -> Session:
+        """A session for reading (and small writes that need no chain lock)."""
+        self.ensure_schema()
+        return self._sessions()
+
+    @contextmanager
+    def writing(self, *lock_names: str) -> Iterator[Session]:
+        """A transaction that holds the write locks named, committed on success.
+
+        SQLite: the whole database is locked from BEGIN IMMEDIATE. PostgreSQL: a transaction-scoped
+        advisory lock per name (taken in sorted order, so two writers never deadlock).
+        """
+        self.ensure_schema()
+        session = self._sessions()
+        try:
+            if self.dialect == "sqlite":
+                session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+            elif self.dialect == "postgresql":
+                for name in sorted(set(lock_names)):
+                    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(name)})
+            yield session
+            session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise IndexError_(self._describe_error("write to", exc)) from None
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,134 @@
+"""The object-store contract: write-once, content-addressed bytes.
+
+There is no update and no delete here: removal belongs to a retention policy (see ROADMAP),
+which will add it with a custody record.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO
+
+CHUNK_SIZE = 1 << 20
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What ``put`` stored: the digest and size it computed while streaming."""
+
+    sha256: str
+    size: int
+    created: bool  # False when the same bytes were already stored
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What the store says about one object, lock state included where the store has one."""
+
+    sha256: str
+    size: int
+    stored_at: datetime | None = None
+    read_only: bool | None = None
+    retention_mode: str | None = None
+    retain_until: datetime | None = None
+    legal_hold: bool | None = None
+    version_id: str | None = None
+
+
+def object_key(sha256: str) -> str:
+    """The content-addressed key of an object: ``sha256/ab/cd/<hex>``."""
+    check_digest(sha256)
+    return f"sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def check_digest(sha256: str) -> str:
+    """Refuse anything that is not a lower-case SHA-256 hex digest (keys are built from it)."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
+    return sha256
+
+
+def iter_chunks(data: bytes | BinaryIO, size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """Yield ``data`` in chunks, whether it is bytes or a binary stream."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        view = memoryview(data)
+        for start in range(0, len(view), size):
+            yield bytes(view[start : start + size])
+        return
+    while chunk := data.read(size):
+        yield chunk
+
+
+def hash_stream(stream: BinaryIO) -> tuple[str, int]:
+    """SHA-256 and size of a stream, read in large chunks into one reused buffer."""
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK_SIZE)
+    view = memoryview(buffer)
+    size = 0
+    readinto = getattr(stream, "readinto", None)
+    if readinto is None:
+        for chunk in iter_chunks(stream):
+            digest.update(chunk)
+            size += len(chunk)
+        return digest.hexdigest(), size
+    while n := readinto(buffer):
+        digest.update(view[:n])
+        size += n
+    return digest.hexdigest(), size
+
+
+class ObjectStore(abc.ABC):
+    """Write-once, content-addressed object storage."""
+
+    url: str
+
+    @abc.abstractmethod
+    def put(
+        self, data: bytes | BinaryIO, *, media_type: str = "application/octet-stream"
+    ) -> PutResult:
+        """Store bytes (or a stream, hashed while it streams) under their SHA-256; idempotent."""
+
+    @abc.abstractmethod
+    def open(self, sha256: str) -> BinaryIO:
+        """Open a stored object for streaming reads; raises ObjectNotFound."""
+
+    @abc.abstractmethod
+    def exists(self, sha256: str) -> bool:
+        """Whether an object with this digest is stored."""
+
+    @abc.abstractmethod
+    def stat(self, sha256: str) -> ObjectInfo:
+        """Size and lock state of a stored object; raises ObjectNotFound."""
+
+    @abc.abstractmethod
+    def iter_digests(self) -> Iterator[str]:
+        """Every stored digest, in key order."""
+
+    def check(self) -> None:  # noqa: B027 - optional hook, stores override it
+        """Raise StoreError naming the cause if the store cannot be read and written."""
+
+    def get(self, sha256: str) -> bytes:
+        """The whole object in memory (small objects only: manifests, signatures)."""
+        with self.open(sha256) as stream:
+            return stream.read()
+
+    def hash_object(self, sha256: str) -> tuple[str, int]:
+        """Re-hash a stored object from its bytes: (actual SHA-256, size)."""
+        with self.open(sha256) as stream:
+            return hash_stream(stream)
+
+    def close(self) -> None:  # noqa: B027 - optional hook, stores override it
+        """Release connections; the store is unusable afterwards."""
+
+
+def as_stream(data: bytes | BinaryIO) -> BinaryIO:
+    """A binary stream over bytes or the stream itself."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return io.BytesIO(bytes(data))
+    return data

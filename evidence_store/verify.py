@@ -1,0 +1,374 @@
+"""``evidence verify``: recompute everything from the bytes and compare it with the index.
+
+Checks, per snapshot: the manifest object hashes to the snapshot id, parses, is canonical and
+agrees with the index rows; its signature verifies under a key the index trusts; every artifact
+re-hashes to its digest and size. Per collection: the chain links each manifest to the one
+before, without gaps, up to the recorded head. Hashing runs in a thread pool (hashlib releases
+the GIL), largest objects first, and each distinct object is hashed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from evidence_store.errors import EvidenceError, ObjectNotFound
+from evidence_store.index import Index
+from evidence_store.index.models import Collection, SigningKey, Snapshot
+from evidence_store.manifest import ManifestError, parse_manifest
+from evidence_store.objects import ObjectStore
+from evidence_store.objects.base import hash_stream
+from evidence_store.signing import verify_signature
+from schemas import Manifest, format_rfc3339, utc_now
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that failed, precisely enough for a report: where, what, expected, actual."""
+
+    kind: str
+    message: str
+    snapshot: str | None = None
+    artifact: str | None = None
+    expected: str | None = None
+    actual: str | None = None
+
+    def __str__(self) -> str:
+        where = f"snapshot {self.snapshot}" if self.snapshot else "index"
+        if self.artifact:
+            where += f" artifact {self.artifact}"
+        detail = ""
+        if self.expected is not None or self.actual is not None:
+            detail = f" (expected {self.expected}, actual {self.actual})"
+        return f"{where}: {self.kind}: {self.message}{detail}"
+
+
+@dataclass
+class VerifyReport:
+    """What a verification checked and what it found."""
+
+    started_at: str
+    finished_at: str = ""
+    snapshots: int = 0
+    objects: int = 0
+    bytes_hashed: int = 0
+    collections: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+@dataclass(frozen=True)
+class _Hashed:
+    sha256: str | None  # None: missing
+    size: int
+    error: str | None = None
+
+
+def _hash(objects: ObjectStore, digest: str, progress: ProgressCallback | None) -> _Hashed:
+    try:
+        if progress is None:
+            actual, size = objects.hash_object(digest)
+        else:
+            with objects.open(digest) as stream:
+                actual, size = hash_stream(_Counting(stream, progress))
+    except ObjectNotFound:
+        return _Hashed(None, 0, "missing from the store")
+    except EvidenceError as exc:
+        return _Hashed(None, 0, str(exc))
+    except OSError as exc:
+        return _Hashed(None, 0, f"cannot read: {exc}")
+    return _Hashed(actual, size)
+
+
+class _Counting:
+    """A stream wrapper that reports bytes read, for progress bars."""
+
+    def __init__(self, stream: Any, progress: ProgressCallback) -> None:
+        self._stream = stream
+        self._progress = progress
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._stream.readinto(buffer)
+        if n:
+            self._progress(n)
+        return n or 0
+
+
+def _check_manifest(
+    objects: ObjectStore, snap: Snapshot, trusted: dict[str, str]
+) -> tuple[Manifest | None, list[Problem]]:
+    problems: list[Problem] = []
+
+    def problem(kind: str, message: str, **kw: Any) -> None:
+        problems.append(Problem(kind, message, snapshot=snap.id, **kw))
+
+    try:
+        body = objects.get(snap.id)
+    except ObjectNotFound:
+        problem("manifest-missing", "the manifest object is not in the store", expected=snap.id)
+        return None, problems
+    except EvidenceError as exc:
+        problem("manifest-unreadable", str(exc))
+        return None, problems
+
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != snap.id:
+        problem(
+            "manifest-corrupt",
+            "the manifest bytes do not hash to the snapshot id",
+            expected=snap.id,
+            actual=actual,
+        )
+        return None, problems
+    try:
+        manifest = parse_manifest(body)
+    except ManifestError as exc:
+        problem("manifest-invalid", str(exc))
+        return None, problems
+
+    try:
+        signature = objects.get(snap.signature_sha256)
+    except ObjectNotFound:
+        problem(
+            "signature-missing",
+            "the signature object is not in the store",
+            expected=snap.signature_sha256,
+        )
+        signature = None
+    if signature is not None:
+        sig_digest = hashlib.sha256(signature).hexdigest()
+        if sig_digest != snap.signature_sha256:
+            problem(
+                "signature-corrupt",
+                "the signature object does not hash to its digest",
+                expected=snap.signature_sha256,
+                actual=sig_digest,
+            )
+        elif (reason := verify_signature(manifest.signer, body, signature)) is not None:
+            problem("signature-invalid", reason)
+    fp = manifest.signer.fingerprint
+    if trusted.get(fp) != manifest.signer.public_key:
+        problem(
+            "key-untrusted", "the manifest is signed by a key the index does not trust", actual=fp
+        )
+    if fp != snap.key_fingerprint:
+        problem(
+            "index-mismatch",
+            "key fingerprint differs between manifest and index",
+            expected=fp,
+            actual=snap.key_fingerprint,
+        )
+
+    # The index must say what the signed manifest says.
+    pairs = {
+        "collection": (manifest.collection, snap.collection.name),
+        "sequence": (str(manifest.sequence), str(snap.sequence)),
+        "previous": (manifest.previous, snap.previous_id),
+        "kind": (manifest.kind, snap.kind),
+        "source_url": (manifest.source_url, snap.source_url),
+        "note": (manifest.note, snap.note),
+        "captured_at": (format_rfc3339(manifest.captured_at), format_rfc3339(snap.captured_at)),
+        "archived_at": (format_rfc3339(manifest.archived_at), format_rfc3339(snap.archived_at)),
+        "artifact count": (str(len(manifest.artifacts)), str(len(snap.artifacts))),
+    }
+    for name, (expected, actual_value) in pairs.items():
+        if expected != actual_value:
+            problem(
+                "index-mismatch",
+                f"{name} differs between manifest and index",
+                expected=expected,
+                actual=actual_value,
+            )
+    for entry, row in zip(manifest.artifacts, snap.artifacts, strict=False):
+        for attr in ("role", "name", "media_type", "size", "sha256"):
+            expected, actual_value = str(getattr(entry, attr)), str(getattr(row, attr))
+            if expected != actual_value:
+                problem(
+                    "index-mismatch",
+                    f"artifact {attr} differs between manifest and index",
+                    artifact=f"#{row.position} {entry.role}",
+                    expected=expected,
+                    actual=actual_value,
+                )
+    return manifest, problems
+
+
+def _check_chains(
+    snapshots: list[Snapshot], collections: Iterable[Collection], complete: bool
+) -> list[Problem]:
+    """Links between consecutive manifests; with ``complete``, also gaps and the head."""
+    problems: list[Problem] = []
+    by_id = {s.id: s for s in snapshots}
+    for snap in snapshots:
+        if snap.sequence == 1:
+            if snap.previous_id is not None:
+                problems.append(
+                    Problem(
+                        "chain-broken",
+                        "the first snapshot of a chain names a predecessor",
+                        snapshot=snap.id,
+                        actual=snap.previous_id,
+                    )
+                )
+            continue
+        prev = by_id.get(snap.previous_id or "")
+        if prev is None and complete:
+            problems.append(
+                Problem(
+                    "chain-broken",
+                    "the previous manifest is not in the index",
+                    snapshot=snap.id,
+                    expected=snap.previous_id,
+                )
+            )
+        elif prev is not None and (
+            prev.sequence != snap.sequence - 1 or prev.collection_id != snap.collection_id
+        ):
+            problems.append(
+                Problem(
+                    "chain-broken",
+                    "the previous manifest is not the one before in the same collection",
+                    snapshot=snap.id,
+                    expected=f"{snap.collection.name}#{snap.sequence - 1}",
+                    actual=f"{prev.collection.name}#{prev.sequence}",
+                )
+            )
+    if not complete:
+        return problems
+    grouped: dict[int, list[Snapshot]] = defaultdict(list)
+    for snap in snapshots:
+        grouped[snap.collection_id].append(snap)
+    for coll in collections:
+        chain = sorted(grouped.get(coll.id, []), key=lambda s: s.sequence)
+        sequences = [s.sequence for s in chain]
+        if sequences != list(range(1, len(chain) + 1)):
+            missing = sorted(set(range(1, max(sequences, default=0) + 1)) - set(sequences))
+            problems.append(
+                Problem(
+                    "chain-gap",
+                    f"collection {coll.name!r} is missing chain positions {missing[:10]}",
+                )
+            )
+        head = chain[-1].id if chain else None
+        if coll.chain_head != head or coll.chain_length != len(chain):
+            problems.append(
+                Problem(
+                    "chain-head",
+                    f"collection {coll.name!r} records a head that is not its last snapshot",
+                    expected=f"{head} ({len(chain)} links)",
+                    actual=f"{coll.chain_head} ({coll.chain_length} links)",
+                )
+            )
+    return problems
+
+
+def verify(
+    objects: ObjectStore,
+    index: Index,
+    snapshot_ids: list[str] | None = None,
+    *,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Verify the given snapshots (all when ``snapshot_ids`` is None) from their bytes."""
+    report = VerifyReport(started_at=format_rfc3339(utc_now()))
+    with index.session() as session:
+        query = select(Snapshot).options(
+            selectinload(Snapshot.artifacts), selectinload(Snapshot.collection)
+        )
+        complete = snapshot_ids is None
+        if complete:
+            chain_rows = list(session.scalars(query))
+            selected = chain_rows
+        else:
+            selected = list(session.scalars(query.where(Snapshot.id.in_(snapshot_ids))))
+            # Chain links are checked against each selected snapshot's predecessor row.
+            prev_ids = {s.previous_id for s in selected if s.previous_id}
+            chain_rows = selected + list(session.scalars(query.where(Snapshot.id.in_(prev_ids))))
+        collections = list(session.scalars(select(Collection)))
+        trusted = {k.fingerprint: k.public_key for k in session.scalars(select(SigningKey))}
+
+    report.snapshots = len(selected)
+    report.collections = len({s.collection_id for s in selected})
+    sizes: dict[str, int] = {}
+    owners: dict[str, list[tuple[Snapshot, str]]] = defaultdict(list)
+    for snap in selected:
+        for art in snap.artifacts:
+            sizes[art.sha256] = art.size
+            owners[art.sha256].append((snap, f"#{art.position} {art.role} {art.name}"))
+    if on_total is not None:
+        on_total(sum(sizes.values()))
+
+    workers = workers or os.cpu_count() or 2
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        manifest_jobs = [pool.submit(_check_manifest, objects, s, trusted) for s in selected]
+        # Largest first, so that one big object does not finish alone at the end.
+        order = sorted(sizes, key=lambda d: -sizes[d])
+        hash_jobs = {d: pool.submit(_hash, objects, d, progress) for d in order}
+        for job in manifest_jobs:
+            report.problems.extend(job.result()[1])
+        for digest, job in hash_jobs.items():
+            hashed = job.result()
+            report.objects += 1
+            report.bytes_hashed += hashed.size
+            for snap, label in owners[digest]:
+                if hashed.error is not None:
+                    report.problems.append(
+                        Problem(
+                            "artifact-missing"
+                            if "missing" in hashed.error
+                            else "artifact-unreadable",
+                            hashed.error,
+                            snapshot=snap.id,
+                            artifact=label,
+                            expected=digest,
+                        )
+                    )
+                elif hashed.sha256 != digest:
+                    report.problems.append(
+                        Problem(
+                            "artifact-corrupt",
+                            "the stored bytes do not hash to the recorded digest",
+                            snapshot=snap.id,
+                            artifact=label,
+                            expected=digest,
+                            actual=hashed.sha256,
+                        )
+                    )
+                elif hashed.size != sizes[digest]:
+                    report.problems.append(
+                        Problem(
+                            "artifact-size",
+                            "the stored size differs from the recorded size",
+                            snapshot=snap.id,
+                            artifact=label,
+                            expected=str(sizes[digest]),
+                            actual=str(hashed.size),
+                        )
+                    )
+
+    report.problems.extend(
+        _check_chains(chain_rows if complete else selected, collections, complete)
+    )
+    report.problems.sort(key=lambda p: (p.snapshot or "", p.kind, p.artifact or ""))
+    report.finished_at = format_rfc3339(utc_now())
+    return report

@@ -1,0 +1,442 @@
+"""The `evidence` command: archive, list, show, verify and sweep evidence.
+
+Exit codes: 0 success, 1 verification found problems, 2 the command could not do its work
+(bad input, unreachable store or database, invalid configuration).
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from evidence_store import custody
+from evidence_store.archive import archive
+from evidence_store.errors import EvidenceError
+from evidence_store.queries import list_snapshots, resolve_snapshot, snapshot_info
+from evidence_store.sweep import sweep as sweep_store
+from evidence_store.verify import verify as verify_snapshots
+from jobs.config import Settings, load_settings
+from jobs.context import open_evidence, open_index
+from schemas import Capture, CaptureArtifact, format_rfc3339
+
+app = typer.Typer(
+    help="Evidence collection for DSA, GDPR and AI Act violations: archive, verify, export.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The SQL index: schema migrations.", no_args_is_help=True)
+snapshots_app = typer.Typer(help="Archived snapshots.", no_args_is_help=True)
+store_app = typer.Typer(help="The object store.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(snapshots_app, name="snapshots")
+app.add_typer(store_app, name="store")
+app.add_typer(config_app, name="config")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+class State:
+    config_path: Path | None = None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+
+state = State()
+
+
+@app.callback()
+def _root(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML configuration file (default ./evidence.toml)."),
+    ] = None,
+) -> None:
+    state.config_path = config
+    state._settings = None
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _short(digest: str) -> str:
+    return digest[:16]
+
+
+def _bytes_progress(description: str) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+# -- db ------------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade(as_json: JsonOption = False) -> None:
+    """Create or migrate the index database to the current schema."""
+    index = open_index(state.settings, auto_migrate=False)
+    before = index.current_revision()
+    after = index.upgrade()
+    if as_json:
+        _print_json({"database": index.describe(), "from": before, "to": after})
+    else:
+        out.print(f"index {escape(index.describe())}: schema {before or 'empty'} -> {after}")
+
+
+@db_app.command("status")
+def db_status(as_json: JsonOption = False) -> None:
+    """Show the schema revision of the index database."""
+    index = open_index(state.settings, auto_migrate=False)
+    current, head = index.current_revision(), index.head_revision()
+    if as_json:
+        _print_json(
+            {
+                "database": index.describe(),
+                "current": current,
+                "head": head,
+                "up_to_date": current == head,
+            }
+        )
+    else:
+        status = "up to date" if current == head else "needs `evidence db upgrade`"
+        out.print(
+            f"index {escape(index.describe())}: schema {current or 'empty'} (head {head}), {status}"
+        )
+
+
+# -- ingest --------------------------------------------------------------------------------
+@app.command()
+def ingest(
+    files: Annotated[
+        list[Path], typer.Argument(help="Files to preserve; each becomes one snapshot.")
+    ],
+    collection: Annotated[
+        str, typer.Option("--collection", help="Collection to add to.")
+    ] = "default",
+    source_url: Annotated[
+        str | None, typer.Option("--source-url", help="Where the file came from.")
+    ] = None,
+    note: Annotated[
+        str | None, typer.Option("--note", help="Why it is preserved, for the record.")
+    ] = None,
+    media_type: Annotated[
+        str | None,
+        typer.Option("--media-type", help="Media type (default: guessed from the name)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Preserve files obtained elsewhere (a report, a user's data export) as snapshots."""
+    captures = []
+    for path in files:
+        if not path.exists():
+            raise EvidenceError(f"no such file: {path}")
+        if not path.is_file():
+            raise EvidenceError(f"not a regular file: {path}")
+        stat = path.stat()
+        captures.append(
+            Capture(
+                collection=collection,
+                kind="ingest",
+                source_url=source_url,
+                note=note,
+                metadata={
+                    "original_name": path.name,
+                    "original_path": str(path.absolute()),
+                    "original_size": stat.st_size,
+                    "original_modified_at": format_rfc3339(
+                        datetime.fromtimestamp(stat.st_mtime, UTC)
+                    ),
+                    "ingested_on_host": socket.gethostname(),
+                },
+                artifacts=[
+                    CaptureArtifact(
+                        role="original",
+                        name=path.name,
+                        media_type=media_type
+                        or mimetypes.guess_type(path.name)[0]
+                        or "application/octet-stream",
+                        path=path,
+                    )
+                ],
+            )
+        )
+    evidence = open_evidence(state.settings)
+    evidence.objects.check()
+    results = []
+    with _bytes_progress("archiving") as progress:
+        task = progress.add_task("archiving", total=sum(p.stat().st_size for p in files))
+        for path, capture in zip(files, captures, strict=True):
+            progress.update(task, description=f"archiving {path.name}")
+            archived = archive(evidence, capture)
+            results.append((path, archived))
+            progress.advance(task, path.stat().st_size)
+    if as_json:
+        _print_json(
+            [
+                {
+                    "file": str(path),
+                    "snapshot": a.id,
+                    **a.manifest.model_dump(
+                        mode="json", include={"collection", "sequence", "artifacts"}
+                    ),
+                }
+                for path, a in results
+            ]
+        )
+        return
+    table = Table(title=f"{len(results)} snapshot(s) archived in collection {collection!r}")
+    for column in ("snapshot", "seq", "file", "bytes", "sha256"):
+        table.add_column(column, overflow="fold")
+    for path, a in results:
+        art = a.manifest.artifacts[0]
+        table.add_row(_short(a.id), str(a.sequence), escape(path.name), f"{art.size:,}", art.sha256)
+    out.print(table)
+
+
+# -- snapshots -----------------------------------------------------------------------------
+@snapshots_app.command("list")
+def snapshots_list(
+    collection: Annotated[
+        str | None, typer.Option("--collection", help="Only this collection.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="At most this many, newest first.")
+    ] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List snapshots, newest first."""
+    index = open_index(state.settings)
+    with index.session() as session:
+        infos = list_snapshots(session, collection=collection, limit=limit)
+    if as_json:
+        _print_json([i.model_dump(mode="json") for i in infos])
+        return
+    table = Table(title=f"{len(infos)} snapshot(s)")
+    for column in (
+        "snapshot",
+        "collection",
+        "seq",
+        "kind",
+        "captured (UTC)",
+        "artifacts",
+        "bytes",
+        "source / note",
+    ):
+        table.add_column(column, overflow="fold")
+    for i in infos:
+        table.add_row(
+            _short(i.id),
+            escape(i.collection),
+            str(i.sequence),
+            i.kind,
+            format_rfc3339(i.captured_at),
+            str(len(i.artifacts)),
+            f"{sum(a.size for a in i.artifacts):,}",
+            escape(i.source_url or i.note or ""),
+        )
+    out.print(table)
+
+
+@snapshots_app.command("show")
+def snapshots_show(
+    snapshot: Annotated[str, typer.Argument(help="Snapshot id or a unique prefix of it.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one snapshot: its manifest data and artifacts (recorded in the custody log)."""
+    settings = state.settings
+    evidence = open_evidence(settings)
+    with evidence.index.session() as session:
+        info = snapshot_info(resolve_snapshot(session, snapshot))
+    manifest = json.loads(evidence.objects.get(info.id))
+    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
+        custody.record(session, action="viewed", actor=settings.actor, snapshot_id=info.id)
+    if as_json:
+        _print_json({"snapshot": info.model_dump(mode="json"), "manifest": manifest})
+        return
+    out.print(f"[bold]snapshot[/] {info.id}")
+    out.print(
+        f"collection {escape(info.collection)} #{info.sequence}, previous {info.previous or '-'}"
+    )
+    captured, archived = format_rfc3339(info.captured_at), format_rfc3339(info.archived_at)
+    out.print(f"kind {info.kind}; captured {captured}; archived {archived}")
+    if info.source_url:
+        out.print(f"source {escape(info.source_url)}")
+    if info.note:
+        out.print(f"note {escape(info.note)}")
+    out.print(f"signed by {info.key_fingerprint}")
+    table = Table()
+    for column in ("role", "name", "media type", "bytes", "sha256"):
+        table.add_column(column, overflow="fold")
+    for a in info.artifacts:
+        table.add_row(a.role, escape(a.name), a.media_type, f"{a.size:,}", a.sha256)
+    out.print(table)
+    if manifest.get("capture"):
+        out.print("capture metadata:")
+        out.print_json(data=manifest["capture"])
+
+
+# -- verify --------------------------------------------------------------------------------
+@app.command()
+def verify(
+    snapshots: Annotated[
+        list[str] | None, typer.Argument(help="Snapshot ids or unique prefixes.")
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Verify every snapshot and every chain.")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Hashing threads.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-hash artifacts from the store and check manifests, signatures and chains."""
+    if bool(snapshots) == all_:
+        raise EvidenceError("give snapshot ids or --all (not both, not neither)")
+    settings = state.settings
+    evidence = open_evidence(settings)
+    ids = None
+    if snapshots:
+        with evidence.index.session() as session:
+            ids = [resolve_snapshot(session, ref).id for ref in snapshots]
+    with _bytes_progress("verifying") as progress:
+        task = progress.add_task("verifying", total=None)
+        report = verify_snapshots(
+            evidence.objects,
+            evidence.index,
+            ids,
+            workers=workers or settings.verify_workers,
+            progress=lambda n: progress.advance(task, n),
+            on_total=lambda total: progress.update(task, total=total),
+        )
+    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
+        custody.record(
+            session,
+            action="verified",
+            actor=settings.actor,
+            details={
+                "scope": "all" if all_ else ids,
+                "snapshots": report.snapshots,
+                "bytes": report.bytes_hashed,
+                "problems": len(report.problems),
+            },
+        )
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        for problem in report.problems:
+            err.print(f"[red]PROBLEM[/] {escape(str(problem))}")
+        verdict = "[green]OK[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
+        out.print(
+            f"verified {report.snapshots} snapshot(s), {report.objects} object(s), "
+            f"{report.bytes_hashed:,} bytes: {verdict}"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# -- store ---------------------------------------------------------------------------------
+@store_app.command("sweep")
+def store_sweep(
+    remove_temporary: Annotated[
+        bool,
+        typer.Option(
+            "--remove-temporary",
+            help="Delete temporary files of interrupted writes (over an hour old).",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List objects no snapshot refers to (left by interrupted runs); nothing is deleted."""
+    evidence = open_evidence(state.settings)
+    report = sweep_store(
+        evidence.objects, evidence.index, actor=evidence.actor, remove_temporary=remove_temporary
+    )
+    if as_json:
+        _print_json(report.__dict__)
+        return
+    for digest in report.orphans:
+        out.print(f"orphan sha256:{digest}")
+    for tmp in report.temporary:
+        removed = " (removed)" if tmp in report.removed_temporary else ""
+        out.print(f"temporary {escape(tmp)}{removed}")
+    out.print(
+        f"{report.objects} object(s), {report.referenced} referenced, "
+        f"{len(report.orphans)} orphaned (kept, logged to the custody log), "
+        f"{len(report.temporary)} temporary file(s)"
+    )
+
+
+# -- config --------------------------------------------------------------------------------
+@config_app.command("show")
+def config_show(as_json: JsonOption = False) -> None:
+    """Show the effective configuration (secrets hidden)."""
+    view = state.settings.public_view()
+    if as_json:
+        _print_json(view)
+        return
+    table = Table(title="effective configuration")
+    table.add_column("setting")
+    table.add_column("value", overflow="fold")
+
+    def rows(prefix: str, data: dict[str, Any]) -> None:
+        for key, value in data.items():
+            if isinstance(value, dict):
+                rows(f"{prefix}{key}.", value)
+            else:
+                table.add_row(prefix + key, escape(str(value)))
+
+    rows("", view)
+    out.print(table)
+
+
+def main() -> None:
+    """Console entry point: one-line errors, exit status 2 for failures."""
+    try:
+        app()
+    except EvidenceError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        err.print(f"[red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

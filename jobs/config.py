@@ -1,0 +1,227 @@
+"""Configuration: ``evidence.toml`` and ``EVIDENCE_*`` variables, validated in one place.
+
+Precedence, highest first: command-line options, environment variables, the TOML file,
+defaults. Nested settings use a double underscore in variables (``EVIDENCE_S3__ACCESS_KEY``
+sets ``[s3] access_key``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from evidence_store.errors import EvidenceError
+
+CONFIG_FILE = "evidence.toml"
+ENV_PREFIX = "EVIDENCE_"
+_config_path: ContextVar[Path | None] = ContextVar("evidence_config_path", default=None)
+
+
+class ConfigError(EvidenceError):
+    """A setting that is missing, unknown or invalid; the message names it."""
+
+
+def _default_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+class S3Settings(BaseModel):
+    """Credentials and Object Lock settings for an ``s3://`` store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access_key: SecretStr | None = Field(
+        default=None, description="falls back to MINIO_ACCESS_KEY / AWS_ACCESS_KEY_ID"
+    )
+    secret_key: SecretStr | None = Field(
+        default=None, description="falls back to MINIO_SECRET_KEY / AWS_SECRET_ACCESS_KEY"
+    )
+    retention_mode: Literal["COMPLIANCE", "GOVERNANCE", "NONE"] = Field(
+        default="GOVERNANCE",
+        description="Object Lock mode for new objects; COMPLIANCE in production",
+    )
+    retention_days: int = Field(
+        default=3650, ge=1, le=36500, description="retention of new objects, in days"
+    )
+    legal_hold: bool = Field(default=False, description="put a legal hold on every new object")
+
+
+class Settings(BaseSettings):
+    """Every setting the `evidence` command reads."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Field(
+        default=Path("evidence-data"), description="local state: index, objects, keys"
+    )
+    db_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/index.sqlite"
+    )
+    store_url: str | None = Field(
+        default=None,
+        description="file:///path or s3://host:port/bucket; default <data_dir>/objects",
+    )
+    actor: str = Field(
+        default_factory=_default_actor, description="who is acting, for the custody log"
+    )
+    verify_workers: int = Field(
+        default=os.cpu_count() or 2, ge=1, le=256, description="threads hashing in parallel"
+    )
+    s3: S3Settings = Field(default_factory=S3Settings)
+
+    @field_validator("db_url", "store_url")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_path.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # -- derived values --------------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().absolute()
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_path / 'index.sqlite'}"
+
+    @property
+    def object_store_url(self) -> str:
+        return self.store_url or (self.data_path / "objects").as_uri()
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_path / "keys"
+
+    def store_options(self) -> dict[str, Any]:
+        """Constructor options for the configured object store."""
+        if not self.object_store_url.startswith(("s3://", "minio://", "http://", "https://")):
+            return {}
+        options: dict[str, Any] = {
+            "retention_mode": None if self.s3.retention_mode == "NONE" else self.s3.retention_mode,
+            "retention_days": self.s3.retention_days,
+            "legal_hold": self.s3.legal_hold,
+        }
+        if self.s3.access_key is not None:
+            options["access_key"] = self.s3.access_key.get_secret_value()
+        if self.s3.secret_key is not None:
+            options["secret_key"] = self.s3.secret_key.get_secret_value()
+        return options
+
+    def public_view(self) -> dict[str, Any]:
+        """The effective settings with secrets and passwords hidden (for `config show`)."""
+        from evidence_store.index import redact_url
+
+        data = self.model_dump(mode="json")
+        data["data_dir"] = str(self.data_path)
+        data["db_url"] = redact_url(self.database_url)
+        data["store_url"] = self.object_store_url
+        for key in ("access_key", "secret_key"):
+            data["s3"][key] = "********" if getattr(self.s3, key) is not None else None
+        return data
+
+
+def config_file(explicit: Path | None = None) -> Path | None:
+    """The TOML file in use: --config, else EVIDENCE_CONFIG, else ./evidence.toml if present."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"configuration file {explicit} does not exist")
+        return explicit
+    if env := os.environ.get(f"{ENV_PREFIX}CONFIG"):
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"EVIDENCE_CONFIG names {path}, which does not exist")
+        return path
+    default = Path(CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _known_variables() -> set[str]:
+    known = {f"{ENV_PREFIX}CONFIG"}
+    for name, info in Settings.model_fields.items():
+        known.add(f"{ENV_PREFIX}{name.upper()}")
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            known.update(
+                f"{ENV_PREFIX}{name.upper()}__{sub.upper()}" for sub in annotation.model_fields
+            )
+    return known
+
+
+def _check_environment() -> None:
+    # A misspelt variable would otherwise be ignored silently, and the archive written elsewhere.
+    unknown = sorted(
+        key
+        for key in os.environ
+        if key.upper().startswith(ENV_PREFIX) and key.upper() not in _known_variables()
+    )
+    if unknown:
+        raise ConfigError(
+            f"unknown environment variable {unknown[0]} (known: see `evidence config show`)"
+        )
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
+
+
+def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate the settings; a ConfigError names each bad key and where to fix it."""
+    path = config_file(config_path)
+    if path is not None:
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+    _check_environment()
+    token = _config_path.set(path)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        messages = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"])
+            where = f"{path} or {_env_name(error['loc'])}" if path else _env_name(error["loc"])
+            if error["type"] == "extra_forbidden":
+                messages.append(f"unknown setting {key!r} (in {where})")
+            else:
+                messages.append(f"invalid setting {key!r} (from {where}): {error['msg']}")
+        raise ConfigError("; ".join(messages)) from None
+    finally:
+        _config_path.reset(token)

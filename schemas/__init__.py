@@ -1,0 +1,27 @@
+"""The shared vocabulary: pydantic models every other package speaks.
+
+Nothing here imports from the rest of the project (see docs/architecture.md).
+"""
+
+from schemas.evidence import (
+    ArtifactEntry,
+    Capture,
+    CaptureArtifact,
+    Manifest,
+    SignerInfo,
+    SnapshotInfo,
+)
+from schemas.time import UtcDateTime, format_rfc3339, parse_rfc3339, utc_now
+
+__all__ = [
+    "ArtifactEntry",
+    "Capture",
+    "CaptureArtifact",
+    "Manifest",
+    "SignerInfo",
+    "SnapshotInfo",
+    "UtcDateTime",
+    "format_rfc3339",
+    "parse_rfc3339",
+    "utc_now",
+]
