@@ -2,7 +2,7 @@
 VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 .PHONY: setup demo test test-fast bench lint format clean-demo
 
@@ -37,7 +37,7 @@ test-fast: setup
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m benchmarks.run
 
 lint: setup
 	$(BIN)/ruff check .

@@ -10,15 +10,18 @@ transaction. A crash before the commit leaves only unreferenced objects (found b
 from __future__ import annotations
 
 import hashlib
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from evidence_store import custody
-from evidence_store.errors import EvidenceError, IntegrityError, StoreError
+from evidence_store.errors import EvidenceError, IntegrityError
 from evidence_store.index import Index
 from evidence_store.index.models import Artifact, Collection, Run, SigningKey, Snapshot, Source
 from evidence_store.manifest import manifest_bytes, software_versions
@@ -55,8 +58,11 @@ def collection_lock(name: str) -> str:
 
 
 def _put_verified(objects: ObjectStore, data: bytes | BinaryIO, media_type: str) -> PutResult:
-    """Store bytes, then read them back from the store and check digest and size."""
-    result = objects.put(data, media_type=media_type)
+    """Store bytes, then read them back from the store and check digest and size.
+
+    The object's name is made durable by the ``objects.flush()`` that precedes the commit.
+    """
+    result = objects.put(data, media_type=media_type, durable=False)
     actual, size = objects.hash_object(result.sha256)
     if actual != result.sha256 or size != result.size:
         raise IntegrityError(
@@ -136,86 +142,172 @@ def _source_id(session: Session, capture: Capture) -> int | None:
     return source.id
 
 
+def store_artifacts(objects: ObjectStore, capture: Capture) -> list[ArtifactEntry]:
+    """Steps 1 and 2: store every artifact of a capture and check each by reading it back.
+
+    The names become durable at the flush in ``commit_snapshots``.
+    """
+    _check_inputs(capture)
+    return [_store_artifact(objects, artifact) for artifact in capture.artifacts]
+
+
 def archive(evidence: EvidenceStore, capture: Capture) -> ArchivedSnapshot:
     """Archive one capture as a snapshot; returns only once it is durably committed."""
-    _check_inputs(capture)
+    entries = store_artifacts(evidence.objects, capture)
+    return commit_snapshots(evidence, [(capture, entries)])[0]
+
+
+def archive_many(
+    evidence: EvidenceStore, captures: Iterable[Capture], *, workers: int = 4, batch: int = 16
+) -> Iterator[ArchivedSnapshot]:
+    """Archive many captures in order: bytes stored in parallel, snapshots committed in groups.
+
+    Hashing and fsync release the GIL, so the artifacts of later captures are written and read
+    back while earlier ones are signed and committed. Up to ``batch`` captures whose bytes are
+    stored go into one transaction (group commit: one lock, one fsync of the database log), and
+    each is still whole or absent after a crash. Chain order is input order. At most
+    ``2 * batch`` captures are in flight, which bounds memory. If a capture fails, the error is
+    raised once the captures before it are committed; bytes already stored for later ones stay
+    as orphans for `evidence store sweep`.
+    """
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="archive") as pool:
+        pending: deque[tuple[Capture, Future[list[ArtifactEntry]]]] = deque()
+
+        def commit_ready(minimum: int) -> list[ArchivedSnapshot]:
+            group: list[tuple[Capture, list[ArtifactEntry]]] = []
+            while pending and len(group) < batch and (len(group) < minimum or pending[0][1].done()):
+                capture, stored = pending[0]
+                try:
+                    entries = stored.result()
+                except BaseException:
+                    if group:  # commit what precedes the failure, then raise it
+                        commit_snapshots(evidence, group, pool)
+                    raise
+                pending.popleft()
+                group.append((capture, entries))
+            return commit_snapshots(evidence, group, pool) if group else []
+
+        try:
+            for capture in captures:
+                pending.append((capture, pool.submit(store_artifacts, evidence.objects, capture)))
+                if len(pending) >= 2 * batch:
+                    yield from commit_ready(minimum=1)
+            while pending:
+                yield from commit_ready(minimum=len(pending))
+        finally:
+            for _, stored in pending:
+                stored.cancel()
+
+
+def _locks(items: list[tuple[Capture, list[ArtifactEntry]]]) -> list[str]:
+    return [collection_lock(c.collection) for c in {c.collection: c for c, _ in items}.values()]
+
+
+def commit_snapshots(
+    evidence: EvidenceStore,
+    items: list[tuple[Capture, list[ArtifactEntry]]],
+    pool: ThreadPoolExecutor | None = None,
+) -> list[ArchivedSnapshot]:
+    """Steps 3 and 4 for captures whose bytes are stored: under the chain locks, build, sign and
+    store each manifest, then insert every row in one transaction."""
     objects = evidence.objects
-    entries = [_store_artifact(objects, artifact) for artifact in capture.artifacts]
-
-    with evidence.index.writing(
-        collection_lock(capture.collection), custody.CUSTODY_LOCK
-    ) as session:
-        collection = _collection(session, capture.collection)
-        if capture.run_id is not None and session.get(Run, capture.run_id) is None:
-            raise EvidenceError(f"unknown run {capture.run_id!r}")
-        _trust_key(session, evidence.signer)
-        source_id = _source_id(session, capture)
-        manifest = Manifest(
-            collection=capture.collection,
-            sequence=collection.chain_length + 1,
-            previous=collection.chain_head,
-            kind=capture.kind,
-            captured_at=capture.captured_at,
-            archived_at=utc_now(),
-            source_url=capture.source_url,
-            source=capture.source,
-            run_id=capture.run_id,
-            note=capture.note,
-            artifacts=entries,
-            capture=capture.metadata,
-            software=software_versions(),
-            clock={"source": "system", "timezone": "UTC"},
-            signer=evidence.signer.info,
-        )
-        body = manifest_bytes(manifest)
-        snapshot_id = hashlib.sha256(body).hexdigest()
-        stored = _put_verified(objects, body, "application/json")
-        if stored.sha256 != snapshot_id:  # pragma: no cover - would mean a broken hash function
-            raise StoreError(f"manifest stored as sha256:{stored.sha256}, expected {snapshot_id}")
-        signature = _put_verified(objects, evidence.signer.sign(body), SIGNATURE_MEDIA_TYPE)
-
-        session.add(
-            Snapshot(
-                id=snapshot_id,
-                collection_id=collection.id,
-                sequence=manifest.sequence,
-                previous_id=manifest.previous,
-                kind=manifest.kind,
-                source_id=source_id,
+    signer = evidence.signer
+    with evidence.index.writing(*_locks(items), custody.CUSTODY_LOCK) as session:
+        _trust_key(session, signer)
+        collections: dict[str, Collection] = {}
+        built: list[tuple[Capture, Manifest, bytes, str, int | None]] = []
+        for capture, entries in items:
+            collection = collections.get(capture.collection)
+            if collection is None:
+                collection = collections[capture.collection] = _collection(
+                    session, capture.collection
+                )
+            if capture.run_id is not None and session.get(Run, capture.run_id) is None:
+                raise EvidenceError(f"unknown run {capture.run_id!r}")
+            manifest = Manifest(
+                collection=capture.collection,
+                sequence=collection.chain_length + 1,
+                previous=collection.chain_head,
+                kind=capture.kind,
+                captured_at=capture.captured_at,
+                archived_at=utc_now(),
+                source_url=capture.source_url,
+                source=capture.source,
                 run_id=capture.run_id,
-                source_url=manifest.source_url,
-                note=manifest.note,
-                captured_at=manifest.captured_at,
-                archived_at=manifest.archived_at,
-                manifest_size=len(body),
-                signature_sha256=signature.sha256,
-                key_fingerprint=evidence.signer.info.fingerprint,
-                artifacts=[
-                    Artifact(position=i, **entry.model_dump()) for i, entry in enumerate(entries)
-                ],
+                note=capture.note,
+                artifacts=entries,
+                capture=capture.metadata,
+                software=software_versions(),
+                clock={"source": "system", "timezone": "UTC"},
+                signer=signer.info,
             )
+            body = manifest_bytes(manifest)
+            snapshot_id = hashlib.sha256(body).hexdigest()
+            collection.chain_length = manifest.sequence
+            collection.chain_head = snapshot_id
+            built.append((capture, manifest, body, snapshot_id, _source_id(session, capture)))
+
+        # Manifests and signatures are written (in parallel where a pool is given) and read
+        # back before any row names them.
+        blobs = [body for _, _, body, _, _ in built] + [signer.sign(b) for _, _, b, _, _ in built]
+        media = ["application/json"] * len(built) + [SIGNATURE_MEDIA_TYPE] * len(built)
+        if pool is not None and len(blobs) > 2:
+            stored = list(
+                pool.map(lambda bm: _put_verified(objects, *bm), zip(blobs, media, strict=True))
+            )
+        else:
+            stored = [_put_verified(objects, b, m) for b, m in zip(blobs, media, strict=True)]
+        signatures = [r.sha256 for r in stored[len(built) :]]
+        objects.flush()  # every object of these snapshots is durable before a row names it
+
+        snapshot_rows, artifact_rows, events = [], [], []
+        for (capture, manifest, body, snapshot_id, source_id), signature in zip(
+            built, signatures, strict=True
+        ):
+            snapshot_rows.append(
+                {
+                    "id": snapshot_id,
+                    "collection_id": collections[capture.collection].id,
+                    "sequence": manifest.sequence,
+                    "previous_id": manifest.previous,
+                    "kind": manifest.kind,
+                    "source_id": source_id,
+                    "run_id": capture.run_id,
+                    "source_url": manifest.source_url,
+                    "note": manifest.note,
+                    "captured_at": manifest.captured_at,
+                    "archived_at": manifest.archived_at,
+                    "manifest_size": len(body),
+                    "signature_sha256": signature,
+                    "key_fingerprint": signer.info.fingerprint,
+                }
+            )
+            artifact_rows.extend(
+                {"snapshot_id": snapshot_id, "position": i, **entry.model_dump()}
+                for i, entry in enumerate(manifest.artifacts)
+            )
+            events.append(
+                custody.Event(
+                    action="archived",
+                    actor=evidence.actor,
+                    snapshot_id=snapshot_id,
+                    collection_id=collections[capture.collection].id,
+                    reason=capture.note,
+                    details={
+                        "kind": capture.kind,
+                        "artifacts": len(manifest.artifacts),
+                        "bytes": sum(e.size for e in manifest.artifacts),
+                        "signature_sha256": signature,
+                    },
+                )
+            )
+        session.flush()  # the collection rows (chain heads) before the snapshots that need them
+        session.execute(insert(Snapshot), snapshot_rows)
+        session.execute(insert(Artifact), artifact_rows)
+        custody.append(session, events)
+    return [
+        ArchivedSnapshot(
+            id=sid, collection=c.collection, sequence=m.sequence, manifest=m, signature_sha256=sig
         )
-        collection.chain_length = manifest.sequence
-        collection.chain_head = snapshot_id
-        session.flush()
-        custody.record(
-            session,
-            action="archived",
-            actor=evidence.actor,
-            snapshot_id=snapshot_id,
-            collection_id=collection.id,
-            reason=capture.note,
-            details={
-                "kind": capture.kind,
-                "artifacts": len(entries),
-                "bytes": sum(e.size for e in entries),
-                "signature_sha256": signature.sha256,
-            },
-        )
-    return ArchivedSnapshot(
-        id=snapshot_id,
-        collection=capture.collection,
-        sequence=manifest.sequence,
-        manifest=manifest,
-        signature_sha256=signature.sha256,
-    )
+        for (c, m, _, sid, _), sig in zip(built, signatures, strict=True)
+    ]

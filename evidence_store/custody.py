@@ -7,10 +7,11 @@ extend the same head.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from evidence_store.index.models import CustodyEvent
@@ -45,42 +46,56 @@ def entry_hash(
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
-def record(
-    session: Session,
-    *,
-    action: str,
-    actor: str,
-    snapshot_id: str | None = None,
-    collection_id: int | None = None,
-    reason: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> CustodyEvent:
-    """Append one event to the custody log (in the caller's transaction)."""
-    details = details or {}
+@dataclass(frozen=True)
+class Event:
+    """One custody event to append."""
+
+    action: str
+    actor: str
+    snapshot_id: str | None = None
+    collection_id: int | None = None
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def append(session: Session, events: list[Event]) -> list[str]:
+    """Append events in order (in the caller's transaction); returns their entry hashes."""
     previous = session.scalars(
         select(CustodyEvent.entry_hash).order_by(CustodyEvent.id.desc()).limit(1)
     ).first()
-    occurred_at = utc_now()
-    event = CustodyEvent(
-        occurred_at=occurred_at,
-        actor=actor,
-        action=action,
-        snapshot_id=snapshot_id,
-        collection_id=collection_id,
-        reason=reason,
-        details=details,
-        previous_hash=previous,
-        entry_hash=entry_hash(
+    rows, hashes = [], []
+    for event in events:
+        occurred_at = utc_now()
+        digest = entry_hash(
             previous_hash=previous,
             occurred_at=occurred_at,
-            actor=actor,
-            action=action,
-            snapshot_id=snapshot_id,
-            collection_id=collection_id,
-            reason=reason,
-            details=details,
-        ),
-    )
-    session.add(event)
-    session.flush()
-    return event
+            actor=event.actor,
+            action=event.action,
+            snapshot_id=event.snapshot_id,
+            collection_id=event.collection_id,
+            reason=event.reason,
+            details=event.details,
+        )
+        rows.append(
+            {
+                "occurred_at": occurred_at,
+                "actor": event.actor,
+                "action": event.action,
+                "snapshot_id": event.snapshot_id,
+                "collection_id": event.collection_id,
+                "reason": event.reason,
+                "details": event.details,
+                "previous_hash": previous,
+                "entry_hash": digest,
+            }
+        )
+        hashes.append(digest)
+        previous = digest
+    if rows:
+        session.execute(insert(CustodyEvent), rows)
+    return hashes
+
+
+def record(session: Session, **event: Any) -> str:
+    """Append one event (keyword arguments of ``Event``); returns its entry hash."""
+    return append(session, [Event(**event)])[0]

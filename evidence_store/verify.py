@@ -211,6 +211,26 @@ def _check_manifest(
     return manifest, problems
 
 
+def _artifact_problems(
+    digest: str, size: int, hashed: _Hashed, snapshot: str, label: str
+) -> list[Problem]:
+    where = {"snapshot": snapshot, "artifact": label}
+    if hashed.error is not None:
+        kind = "artifact-missing" if "missing" in hashed.error else "artifact-unreadable"
+        return [Problem(kind, hashed.error, expected=digest, **where)]
+    if hashed.sha256 != digest:
+        message = "the stored bytes do not hash to the recorded digest"
+        return [
+            Problem("artifact-corrupt", message, expected=digest, actual=hashed.sha256, **where)
+        ]
+    if hashed.size != size:
+        message = "the stored size differs from the recorded size"
+        return [
+            Problem("artifact-size", message, expected=str(size), actual=str(hashed.size), **where)
+        ]
+    return []
+
+
 def _check_chains(
     snapshots: list[Snapshot], collections: Iterable[Collection], complete: bool
 ) -> list[Problem]:
@@ -320,51 +340,21 @@ def verify(
 
     workers = workers or os.cpu_count() or 2
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        manifest_jobs = [pool.submit(_check_manifest, objects, s, trusted) for s in selected]
-        # Largest first, so that one big object does not finish alone at the end.
+        # Hashing releases the GIL and goes to the pool first, largest objects first so that
+        # one big object does not finish alone at the end; the manifest checks, which are
+        # mostly Python, run meanwhile in this thread.
         order = sorted(sizes, key=lambda d: -sizes[d])
         hash_jobs = {d: pool.submit(_hash, objects, d, progress) for d in order}
-        for job in manifest_jobs:
-            report.problems.extend(job.result()[1])
+        for snap in selected:
+            report.problems.extend(_check_manifest(objects, snap, trusted)[1])
         for digest, job in hash_jobs.items():
             hashed = job.result()
             report.objects += 1
             report.bytes_hashed += hashed.size
             for snap, label in owners[digest]:
-                if hashed.error is not None:
-                    report.problems.append(
-                        Problem(
-                            "artifact-missing"
-                            if "missing" in hashed.error
-                            else "artifact-unreadable",
-                            hashed.error,
-                            snapshot=snap.id,
-                            artifact=label,
-                            expected=digest,
-                        )
-                    )
-                elif hashed.sha256 != digest:
-                    report.problems.append(
-                        Problem(
-                            "artifact-corrupt",
-                            "the stored bytes do not hash to the recorded digest",
-                            snapshot=snap.id,
-                            artifact=label,
-                            expected=digest,
-                            actual=hashed.sha256,
-                        )
-                    )
-                elif hashed.size != sizes[digest]:
-                    report.problems.append(
-                        Problem(
-                            "artifact-size",
-                            "the stored size differs from the recorded size",
-                            snapshot=snap.id,
-                            artifact=label,
-                            expected=str(sizes[digest]),
-                            actual=str(hashed.size),
-                        )
-                    )
+                report.problems.extend(
+                    _artifact_problems(digest, sizes[digest], hashed, snap.id, label)
+                )
 
     report.problems.extend(
         _check_chains(chain_rows if complete else selected, collections, complete)

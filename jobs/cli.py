@@ -83,6 +83,17 @@ def _root(
     state._settings = None
 
 
+def _record_custody(index: Any, **event: Any) -> None:
+    """Log an access in the custody log; on read-only media say that it could not be logged."""
+    if index.read_only:
+        err.print(
+            f"[yellow]warning:[/] custody log not updated ({event['action']}): read-only index"
+        )
+        return
+    with index.writing(custody.CUSTODY_LOCK) as session:
+        custody.record(session, **event)
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
@@ -281,8 +292,7 @@ def snapshots_show(
     with evidence.index.session() as session:
         info = snapshot_info(resolve_snapshot(session, snapshot))
     manifest = json.loads(evidence.objects.get(info.id))
-    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
-        custody.record(session, action="viewed", actor=settings.actor, snapshot_id=info.id)
+    _record_custody(evidence.index, action="viewed", actor=settings.actor, snapshot_id=info.id)
     if as_json:
         _print_json({"snapshot": info.model_dump(mode="json"), "manifest": manifest})
         return
@@ -341,18 +351,17 @@ def verify(
             progress=lambda n: progress.advance(task, n),
             on_total=lambda total: progress.update(task, total=total),
         )
-    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
-        custody.record(
-            session,
-            action="verified",
-            actor=settings.actor,
-            details={
-                "scope": "all" if all_ else ids,
-                "snapshots": report.snapshots,
-                "bytes": report.bytes_hashed,
-                "problems": len(report.problems),
-            },
-        )
+    _record_custody(
+        evidence.index,
+        action="verified",
+        actor=settings.actor,
+        details={
+            "scope": "all" if all_ else ids,
+            "snapshots": report.snapshots,
+            "bytes": report.bytes_hashed,
+            "problems": len(report.problems),
+        },
+    )
     if as_json:
         _print_json(report.to_dict())
     else:

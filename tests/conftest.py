@@ -65,9 +65,7 @@ def minio_env() -> dict[str, str] | None:
 
 
 # -- databases -----------------------------------------------------------------------------
-PG_ADMIN_URL = os.environ.get(
-    "EVIDENCE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DB_KINDS = ["sqlite", "postgresql"]
 
 

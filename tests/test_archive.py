@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import subprocess
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pytest
 from sqlalchemy import select, text, update
@@ -16,7 +17,7 @@ from evidence_store.archive import EvidenceStore, archive
 from evidence_store.errors import EvidenceError, StoreError
 from evidence_store.index import Artifact, Collection, CustodyEvent, Index, SigningKey, Snapshot
 from evidence_store.manifest import parse_manifest
-from evidence_store.objects import LocalStore
+from evidence_store.objects import LocalStore, PutResult
 from evidence_store.signing import Signer, public_key_pem
 from evidence_store.sweep import sweep
 from evidence_store.verify import verify
@@ -150,11 +151,11 @@ class FailingStore(LocalStore):
         self.calls = 0
         self.fail_at = fail_at
 
-    def put(self, data, *, media_type="application/octet-stream"):
+    def put(self, data: bytes | BinaryIO, **options: Any) -> PutResult:
         self.calls += 1
         if self.calls == self.fail_at:
             raise StoreError("simulated I/O error")
-        return super().put(data, media_type=media_type)
+        return super().put(data, **options)
 
 
 @pytest.mark.parametrize("fail_at", [2, 3, 4])  # second artifact, manifest, signature

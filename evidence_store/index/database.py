@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,11 +27,19 @@ def redact_url(url: str) -> str:
         return "<unparseable URL>"
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _on_read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any, read_only: bool = False) -> None:
     # The driver's own implicit BEGIN is switched off so that _sqlite_begin decides the mode.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    if not read_only:
+        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     # FULL: a commit the CLI reported is on disk, also after a power cut.
     cursor.execute("PRAGMA synchronous=FULL")
@@ -60,6 +69,7 @@ class Index:
         except ArgumentError as exc:
             raise IndexError_(f"invalid database URL {url!r}: {exc}") from None
         self.dialect = parsed.get_backend_name()
+        self.read_only = False
         kwargs: dict[str, Any] = {"echo": echo}
         if self.dialect == "sqlite":
             database = parsed.database or ""
@@ -68,6 +78,14 @@ class Index:
                 if not folder.is_dir():
                     raise IndexError_(
                         f"cannot open the index database {database}: folder {folder} does not exist"
+                    )
+                if _on_read_only_fs(folder) and Path(database).exists():
+                    # An archive on read-only media can still be listed and verified: SQLite
+                    # opens it immutable, without the WAL side files it cannot create there.
+                    self.read_only = True
+                    parsed = parsed.set(
+                        database=f"file:{Path(database).absolute()}?mode=ro&immutable=1",
+                        query={"uri": "true"},
                     )
             kwargs["connect_args"] = {"timeout": 60}
         elif self.dialect == "postgresql" and parsed.drivername == "postgresql":
@@ -78,7 +96,10 @@ class Index:
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise IndexError_(f"unsupported database URL {redact_url(url)}: {exc}") from None
         if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_connect)
+            read_only = self.read_only
+            event.listen(
+                self.engine, "connect", lambda conn, rec: _sqlite_connect(conn, rec, read_only)
+            )
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._checked = False
@@ -178,6 +199,10 @@ class Index:
         advisory lock per name (taken in sorted order, so two writers never deadlock).
         """
         self.ensure_schema()
+        if self.read_only:
+            raise IndexError_(
+                f"cannot write to the index database {self.describe()}: read-only file system"
+            )
         session = self._sessions()
         try:
             if self.dialect == "sqlite":

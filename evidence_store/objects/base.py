@@ -90,9 +90,18 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     def put(
-        self, data: bytes | BinaryIO, *, media_type: str = "application/octet-stream"
+        self,
+        data: bytes | BinaryIO,
+        *,
+        media_type: str = "application/octet-stream",
+        durable: bool = True,
     ) -> PutResult:
-        """Store bytes (or a stream, hashed while it streams) under their SHA-256; idempotent."""
+        """Store bytes (or a stream, hashed while it streams) under their SHA-256; idempotent.
+
+        An object is never visible with partial content. With ``durable=False`` the store may
+        defer making the object's *name* durable until ``flush()``, so that many puts share
+        one flush; callers must flush before anything refers to the object.
+        """
 
     @abc.abstractmethod
     def open(self, sha256: str) -> BinaryIO:
@@ -109,6 +118,9 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def iter_digests(self) -> Iterator[str]:
         """Every stored digest, in key order."""
+
+    def flush(self) -> None:  # noqa: B027 - optional hook, stores override it
+        """Make every object put so far durable (a no-op where puts are durable on return)."""
 
     def check(self) -> None:  # noqa: B027 - optional hook, stores override it
         """Raise StoreError naming the cause if the store cannot be read and written."""

@@ -1,0 +1,19 @@
+"""`make bench`: run every benchmark and print its figures (ratios against same-run baselines)."""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmarks import bench_store, bench_verify
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--snapshots", type=int, default=2000)
+    args = parser.parse_args()
+    bench_store.main(["--snapshots", str(args.snapshots)])
+    bench_verify.main(["--snapshots", str(args.snapshots)])
+
+
+if __name__ == "__main__":
+    main()
