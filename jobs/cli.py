@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -255,26 +256,20 @@ def snapshots_list(
     if as_json:
         _print_json([i.model_dump(mode="json") for i in infos])
         return
-    table = Table(title=f"{len(infos)} snapshot(s)")
-    for column in (
-        "snapshot",
-        "collection",
-        "seq",
-        "kind",
-        "captured (UTC)",
-        "artifacts",
-        "bytes",
-        "source / note",
-    ):
-        table.add_column(column, overflow="fold")
+    table = Table(title=f"{len(infos)} snapshot(s)", box=box.SIMPLE_HEAD, pad_edge=False)
+    # Ids and times never wrap (they are copied into commands); the free text takes the rest.
+    table.add_column("snapshot", no_wrap=True, min_width=16)
+    table.add_column("collection", no_wrap=True, overflow="ellipsis")
+    table.add_column("#", no_wrap=True, justify="right", min_width=3)
+    table.add_column("captured (UTC)", no_wrap=True, min_width=20)
+    table.add_column("bytes", no_wrap=True, justify="right", min_width=8)
+    table.add_column("source / note", overflow="ellipsis", no_wrap=True, max_width=24)
     for i in infos:
         table.add_row(
             _short(i.id),
             escape(i.collection),
             str(i.sequence),
-            i.kind,
-            format_rfc3339(i.captured_at),
-            str(len(i.artifacts)),
+            i.captured_at.strftime("%Y-%m-%d %H:%M:%SZ"),
             f"{sum(a.size for a in i.artifacts):,}",
             escape(i.source_url or i.note or ""),
         )
