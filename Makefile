@@ -7,7 +7,7 @@ PYTEST_ARGS ?= -n 2
 .PHONY: setup demo test test-fast bench lint format clean-demo
 
 # Idempotent: the venv is rebuilt only when pyproject.toml changes.
-setup: $(VENV)/.installed /usr/bin/chromium
+setup: $(VENV)/.installed .venv-replay/.installed /usr/bin/chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,19 +15,23 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# wacz (validation) and pywb (replay) pin old packages (pywb would downgrade cryptography):
+# they live in a virtual environment of their own, never in the project's.
+.venv-replay/.installed:
+	$(PYTHON) -m venv .venv-replay
+	.venv-replay/bin/python -m pip install --quiet --upgrade pip
+	.venv-replay/bin/python -m pip install --quiet 'wacz==0.6.*' 'pywb==2.10.*'
+	touch $@
+
 /usr/bin/chromium:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
-# Archive the bundled samples into ./evidence-data (SQLite + local store), verify, list.
+# The main job on the embedded default (SQLite + local store in ./evidence-data): capture the
+# bundled fixture site (started and stopped by the demo), preserve the samples, verify, list.
 demo: setup
-	$(BIN)/evidence db upgrade
-	$(BIN)/evidence ingest fixtures/samples/*.csv fixtures/samples/*.html \
-		--collection demo --source-url https://transparency.dsa.ec.europa.eu/ \
-		--note "make demo: bundled sample"
-	$(BIN)/evidence verify --all
-	$(BIN)/evidence snapshots list --collection demo --limit 10
+	$(BIN)/python -m jobs.demo
 
 test: setup lint
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -48,10 +48,12 @@ db_app = typer.Typer(help="The SQL index: schema migrations.", no_args_is_help=T
 snapshots_app = typer.Typer(help="Archived snapshots.", no_args_is_help=True)
 store_app = typer.Typer(help="The object store.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+export_app = typer.Typer(help="Exports of archived snapshots.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(snapshots_app, name="snapshots")
 app.add_typer(store_app, name="store")
 app.add_typer(config_app, name="config")
+app.add_typer(export_app, name="export")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -238,6 +240,99 @@ def ingest(
     out.print(table)
 
 
+# -- capture -------------------------------------------------------------------------------
+@app.command()
+def capture(
+    urls: Annotated[
+        list[str] | None, typer.Argument(help="URLs to capture; each becomes one snapshot.")
+    ] = None,
+    urls_file: Annotated[
+        Path | None, typer.Option("--urls-file", help="A file with one URL per line.")
+    ] = None,
+    http: Annotated[bool, typer.Option("--http", help="Plain HTTP capture (the default).")] = False,
+    browser: Annotated[
+        bool, typer.Option("--browser", help="Render with Chromium: screenshot, PDF, DOM too.")
+    ] = False,
+    collection: Annotated[
+        str, typer.Option("--collection", help="Collection to add to.")
+    ] = "default",
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the record.")] = None,
+    ignore_robots: Annotated[
+        bool,
+        typer.Option("--ignore-robots", help="Do not obey robots.txt (it is archived anyway)."),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds allowed per request.")
+    ] = 30,
+    max_bytes: Annotated[
+        int, typer.Option("--max-bytes", min=1024, help="Largest response accepted, in bytes.")
+    ] = 50 * 1024 * 1024,
+    as_json: JsonOption = False,
+) -> None:
+    """Capture public pages as evidence: every exchange into a WARC, archived as snapshots."""
+    from crawlers.runner import capture_pages
+    from crawlers.spiders.pages import read_urls
+
+    if http and browser:
+        raise EvidenceError("choose --http or --browser, not both")
+    try:
+        targets = read_urls(urls, str(urls_file) if urls_file else None)
+    except OSError as exc:
+        raise EvidenceError(f"cannot read {urls_file}: {exc.strerror}") from None
+    if not targets:
+        raise EvidenceError("no URLs to capture: give URLs or --urls-file")
+    evidence = open_evidence(state.settings)
+    evidence.objects.check()
+    with Progress(
+        TextColumn("[bold]capturing"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=len(targets))
+
+        def advance(outcome: Any) -> None:
+            if outcome.mode != "robots":
+                progress.update(task, advance=1, description=outcome.url[:60])
+
+        outcomes = capture_pages(
+            evidence,
+            targets,
+            mode="browser" if browser else "http",
+            obey_robots=not ignore_robots,
+            on_outcome=advance,
+            EVIDENCE_COLLECTION=collection,
+            EVIDENCE_NOTE=note,
+            EVIDENCE_OPERATOR=state.settings.actor,
+            DOWNLOAD_TIMEOUT=timeout,
+            DOWNLOAD_MAXSIZE=max_bytes,
+        )
+    if as_json:
+        _print_json([o.model_dump(mode="json") for o in outcomes])
+    else:
+        table = Table(title=f"capture into collection {collection!r}", box=box.SIMPLE_HEAD)
+        for column in ("snapshot", "outcome", "status", "final URL", "artifacts (sha256)"):
+            table.add_column(column, overflow="fold")
+        for o in outcomes:
+            digests = "\n".join(f"{a.role} {a.sha256[:16]}" for a in o.artifacts)
+            table.add_row(
+                _short(o.snapshot) if o.snapshot else "-",
+                o.outcome if o.mode != "robots" else "robots.txt",
+                str(o.status or "-"),
+                escape(o.final_url or o.url),
+                digests or escape(o.error or ""),
+            )
+        out.print(table)
+        counts: dict[str, int] = {}
+        for o in outcomes:
+            if o.mode != "robots":
+                counts[o.outcome] = counts.get(o.outcome, 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        out.print(f"{len(targets)} URL(s): {summary}")
+
+
 # -- snapshots -----------------------------------------------------------------------------
 @snapshots_app.command("list")
 def snapshots_list(
@@ -401,6 +496,46 @@ def store_sweep(
         f"{len(report.orphans)} orphaned (kept, logged to the custody log), "
         f"{len(report.temporary)} temporary file(s)"
     )
+
+
+# -- export --------------------------------------------------------------------------------
+@export_app.command("wacz")
+def export_wacz_command(
+    snapshots: Annotated[list[str], typer.Argument(help="Snapshot ids or unique prefixes.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .wacz file to write.")],
+    title: Annotated[str | None, typer.Option("--title", help="Title in datapackage.json.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Package the WARCs of snapshots as a WACZ (replayable in pywb and ReplayWeb.page)."""
+    from exhibits.export import export_snapshots_wacz
+    from exhibits.wacz import WaczError
+
+    if output.exists():
+        raise EvidenceError(f"{output} exists: an export is never overwritten")
+    settings = state.settings
+    evidence = open_evidence(settings)
+    try:
+        path, ids = export_snapshots_wacz(
+            evidence.objects, evidence.index, snapshots, output, title=title
+        )
+    except WaczError as exc:
+        raise EvidenceError(f"cannot export WACZ: {exc}") from None
+    import hashlib
+
+    with open(path, "rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    for snapshot_id in ids:
+        _record_custody(
+            evidence.index,
+            action="exported",
+            actor=settings.actor,
+            snapshot_id=snapshot_id,
+            details={"format": "wacz", "file": str(path.absolute()), "sha256": digest},
+        )
+    if as_json:
+        _print_json({"file": str(path), "sha256": digest, "snapshots": ids})
+    else:
+        out.print(f"wrote {escape(str(path))} ({path.stat().st_size:,} bytes, sha256 {digest})")
 
 
 # -- config --------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ def open_evidence(settings: Settings) -> EvidenceStore:
     """Everything `archive`, `verify` and `sweep` need, built from the settings."""
     ensure_data_dir(settings)
     index = open_index(settings)
+    index.ensure_schema()
     objects = open_objects(settings)
     signer = Signer.load_or_create(settings.keys_dir)
     return EvidenceStore(objects=objects, index=index, signer=signer, actor=settings.actor)

@@ -3,6 +3,7 @@
 Nothing here imports from the rest of the project (see docs/architecture.md).
 """
 
+from schemas.capture import CaptureOutcome
 from schemas.evidence import (
     ArtifactEntry,
     Capture,
@@ -17,6 +18,7 @@ __all__ = [
     "ArtifactEntry",
     "Capture",
     "CaptureArtifact",
+    "CaptureOutcome",
     "Manifest",
     "SignerInfo",
     "SnapshotInfo",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,6 +104,7 @@ class Index:
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._checked = False
+        self._schema_lock = threading.Lock()
         self.auto_migrate = auto_migrate
 
     def describe(self) -> str:
@@ -153,6 +155,11 @@ class Index:
         """
         if self._checked:
             return
+        with self._schema_lock:  # threads of one process must not migrate a new file twice
+            if not self._checked:
+                self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
         current = self.current_revision()
         head = self.head_revision()
         if current == head:

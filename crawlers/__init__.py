@@ -1,0 +1,1 @@
+"""Page capture: spiders, browser capture, WARC writing, redaction, the pipeline to the store."""

@@ -1,0 +1,42 @@
+"""Scrapy settings of the capture project (scrapy.cfg points here).
+
+Components are wired here, never by imports between them: the exchange recorder sits closest
+to the network so that it sees every response as transferred, before decompression and
+redirect handling; the archive pipeline turns each finished page into a snapshot.
+"""
+
+BOT_NAME = "dsa-evidence"
+SPIDER_MODULES = ["crawlers.spiders"]
+NEWSPIDER_MODULE = "crawlers.spiders"
+
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+
+# Scrapy 2.19 runs a remote-control HTTP server and the telnet console by default: both would
+# let anyone on the host change a capture while it runs.
+TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
+
+# A realistic browser user agent; what was sent is recorded with every capture.
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+ROBOTSTXT_OBEY = True
+HTTPERROR_ALLOW_ALL = True  # a 404 or 500 page is evidence too
+RETRY_ENABLED = False  # a failed attempt is an outcome to record, not to hide
+DOWNLOAD_TIMEOUT = 30
+DOWNLOAD_MAXSIZE = 50 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 0
+REDIRECT_MAX_TIMES = 10
+CONCURRENT_REQUESTS = 8
+CONCURRENT_REQUESTS_PER_DOMAIN = 4
+COOKIES_ENABLED = True
+LOG_LEVEL = "WARNING"
+
+DOWNLOADER_MIDDLEWARES = {"crawlers.middlewares.ExchangeRecorder": 950}
+ITEM_PIPELINES = {"crawlers.pipelines.ArchivePipeline": 300}
+
+# Query parameters and headers whose values never reach the archive, on top of the built-in
+# list (see crawlers/redaction.py).
+REDACT_QUERY_PARAMS: list[str] = []
+REDACT_HEADERS: list[str] = []

@@ -1,0 +1,148 @@
+"""`pages`: capture a list of URLs, each as one snapshot.
+
+Arguments (``-a`` on the command line, keywords from `evidence capture`):
+``urls`` (a list, or a string of URLs separated by whitespace), ``urls_file`` (one URL per
+line, ``#`` comments), ``mode`` (``http``; ``browser`` renders with Chromium),
+``obey_robots`` (default true).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import scrapy
+from scrapy.http import Response
+from twisted.internet.error import (
+    ConnectionLost,
+    ConnectionRefusedError,
+    DNSLookupError,
+    TCPTimedOutError,
+    TimeoutError,
+)
+from twisted.python.failure import Failure
+
+from crawlers.detect import looks_like_login_wall
+from crawlers.items import PageCapture
+from crawlers.middlewares import EXCHANGES
+from schemas import utc_now
+
+STARTED_AT = "evidence_started_at"
+REQUESTED = "evidence_requested_url"  # survives redirects: meta is copied to each hop
+
+
+def read_urls(urls: Any = None, urls_file: str | None = None) -> list[str]:
+    """URLs from an argument (list or whitespace-separated string) and/or a file."""
+    found: list[str] = []
+    if isinstance(urls, str):
+        found.extend(urls.split())
+    elif urls:
+        found.extend(urls)
+    if urls_file:
+        for line in Path(urls_file).read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                found.append(line)
+    return found
+
+
+def classify_failure(failure: Failure) -> tuple[str, str]:
+    """(outcome, message) for a request that ended without a usable response."""
+    from scrapy.downloadermiddlewares.robotstxt import IgnoreRequest
+    from twisted.internet.error import SSLError
+
+    exc = failure.value
+    message = f"{type(exc).__name__}: {exc}".strip()
+    text = str(exc).lower()
+    kind = type(exc).__name__
+    if kind == "DownloadTimeoutError":
+        return "timeout", message
+    if kind == "DownloadCancelledError" and "max size" in text:
+        return "too-large", message
+    if isinstance(exc, DNSLookupError):
+        return "dns-error", message
+    if isinstance(exc, TimeoutError | TCPTimedOutError):
+        return "timeout", message
+    if isinstance(exc, SSLError) or "ssl" in text or "certificate" in text:
+        return "tls-error", message
+    if isinstance(exc, IgnoreRequest):
+        if "robots.txt" in text:
+            return "robots-disallowed", message
+        if "redirect" in text:
+            return "redirect-loop", message
+        if "size" in text or "maxsize" in text:
+            return "too-large", message
+    if "maxsize" in text or "exceeds" in text or ("cancelled" in text and "size" in text):
+        return "too-large", message
+    if isinstance(exc, ConnectionRefusedError | ConnectionLost) or "connection" in text:
+        return "connection-error", message
+    return "failed", message
+
+
+class PagesSpider(scrapy.Spider):
+    name = "pages"
+
+    def __init__(
+        self,
+        urls: Any = None,
+        urls_file: str | None = None,
+        mode: str = "http",
+        obey_robots: Any = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.start_urls_list = read_urls(urls, urls_file)
+        if not self.start_urls_list:
+            raise ValueError("no URLs to capture: give urls or urls_file")
+        if mode not in ("http", "browser"):
+            raise ValueError(f"unknown capture mode {mode!r}: use http or browser")
+        self.mode = mode
+        self.obey_robots = str(obey_robots).lower() not in ("0", "false", "no")
+        self.robots_exchanges: list = []
+
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        for url in self.start_urls_list:
+            yield self.make_request(url)
+
+    def make_request(self, url: str) -> scrapy.Request:
+        meta: dict[str, Any] = {STARTED_AT: utc_now(), EXCHANGES: [], REQUESTED: url}
+        if not self.obey_robots:
+            meta["dont_obey_robotstxt"] = True
+        return scrapy.Request(
+            url, callback=self.parse, errback=self.failed, meta=meta, dont_filter=True
+        )
+
+    def parse(self, response: Response) -> Iterator[PageCapture]:
+        exchanges = response.meta.get(EXCHANGES, [])
+        outcome = "archived"
+        if exchanges and looks_like_login_wall(response.body):
+            outcome = "login-wall"
+        yield PageCapture(
+            requested_url=response.meta.get(REQUESTED, response.url),
+            mode=self.mode,
+            outcome=outcome,
+            started_at=response.meta.get(STARTED_AT, utc_now()),
+            finished_at=utc_now(),
+            exchanges=exchanges,
+            final_url=response.url,
+            status=response.status,
+        )
+
+    def failed(self, failure: Failure) -> Iterator[PageCapture]:
+        request = failure.request  # type: ignore[attr-defined]
+        outcome, message = classify_failure(failure)
+        exchanges = request.meta.get(EXCHANGES, [])
+        if exchanges and outcome == "failed" and len(exchanges) >= 2:
+            outcome = "redirect-loop"  # redirects recorded, then the chain was cut
+        yield PageCapture(
+            requested_url=request.meta.get(REQUESTED, request.url),
+            mode=self.mode,
+            outcome=outcome,
+            started_at=request.meta.get(STARTED_AT, utc_now()),
+            finished_at=utc_now(),
+            exchanges=exchanges,
+            final_url=exchanges[-1].url if exchanges else None,
+            status=exchanges[-1].status if exchanges else None,
+            error=message,
+        )

@@ -1,0 +1,1 @@
+"""Court exhibits: bundles of archived captures that anyone can verify and replay offline."""
