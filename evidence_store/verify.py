@@ -25,7 +25,6 @@ from evidence_store.index import Index
 from evidence_store.index.models import Collection, SigningKey, Snapshot
 from evidence_store.manifest import ManifestError, parse_manifest
 from evidence_store.objects import ObjectStore
-from evidence_store.objects.base import hash_stream
 from evidence_store.signing import verify_signature
 from schemas import Manifest, format_rfc3339, utc_now
 
@@ -83,33 +82,18 @@ class _Hashed:
 
 
 def _hash(objects: ObjectStore, digest: str, progress: ProgressCallback | None) -> _Hashed:
+    # Progress is reported per object: a callback per chunk would cost more than the hashing.
     try:
-        if progress is None:
-            actual, size = objects.hash_object(digest)
-        else:
-            with objects.open(digest) as stream:
-                actual, size = hash_stream(_Counting(stream, progress))
+        actual, size = objects.hash_object(digest)
     except ObjectNotFound:
         return _Hashed(None, 0, "missing from the store")
     except EvidenceError as exc:
         return _Hashed(None, 0, str(exc))
     except OSError as exc:
         return _Hashed(None, 0, f"cannot read: {exc}")
+    if progress is not None:
+        progress(size)
     return _Hashed(actual, size)
-
-
-class _Counting:
-    """A stream wrapper that reports bytes read, for progress bars."""
-
-    def __init__(self, stream: Any, progress: ProgressCallback) -> None:
-        self._stream = stream
-        self._progress = progress
-
-    def readinto(self, buffer: Any) -> int:
-        n = self._stream.readinto(buffer)
-        if n:
-            self._progress(n)
-        return n or 0
 
 
 def _check_manifest(

@@ -1,0 +1,52 @@
+"""RFC 3161 trusted timestamps: ask TSAs (client.py), check tokens (verify.py), and Merkle
+trees (merkle.py) so that one timestamp can cover many snapshots.
+
+What is timestamped is a SHA-256 digest, normally the snapshot id (the digest of the manifest
+bytes) or a Merkle root over snapshot ids; see docs/timestamps.md.
+"""
+
+from evidence_store.timestamps.client import (
+    TimestampToken,
+    build_timestamp_query,
+    request_timestamp,
+)
+from evidence_store.timestamps.merkle import (
+    inclusion_proof,
+    inclusion_proofs,
+    leaf_hash,
+    merkle_root,
+    verify_inclusion,
+)
+from evidence_store.timestamps.verify import (
+    TimestampError,
+    TimestampRefused,
+    TimestampVerificationError,
+    TokenInfo,
+    VerifiedTimestamp,
+    load_certificates,
+    openssl_verify_argv,
+    openssl_verify_command,
+    parse_token,
+    verify_token,
+)
+
+__all__ = [
+    "TimestampError",
+    "TimestampRefused",
+    "TimestampToken",
+    "TimestampVerificationError",
+    "TokenInfo",
+    "VerifiedTimestamp",
+    "build_timestamp_query",
+    "inclusion_proof",
+    "inclusion_proofs",
+    "leaf_hash",
+    "load_certificates",
+    "merkle_root",
+    "openssl_verify_argv",
+    "openssl_verify_command",
+    "parse_token",
+    "request_timestamp",
+    "verify_inclusion",
+    "verify_token",
+]
