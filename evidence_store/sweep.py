@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from evidence_store import custody
 from evidence_store.index import Index
-from evidence_store.index.models import Artifact, Snapshot
+from evidence_store.index.models import Artifact, Snapshot, TimestampRecord
 from evidence_store.objects import LocalStore, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,10 @@ class SweepReport:
 
 
 def referenced_digests(index: Index) -> set[str]:
-    """Every digest some index row points at: manifests, signatures and artifacts."""
+    """Every digest some index row points at: manifests, signatures, artifacts, tokens."""
     with index.session() as session:
         refs = set(session.scalars(select(Artifact.sha256)))
+        refs.update(session.scalars(select(TimestampRecord.reply_sha256)))
         for snap_id, sig in session.execute(select(Snapshot.id, Snapshot.signature_sha256)):
             refs.add(snap_id)
             refs.add(sig)

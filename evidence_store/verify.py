@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -62,6 +62,7 @@ class VerifyReport:
     objects: int = 0
     bytes_hashed: int = 0
     collections: int = 0
+    timestamps: int = 0  # tokens verified (when trust anchors were given)
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -292,6 +293,7 @@ def verify(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     on_total: Callable[[int], None] | None = None,
+    timestamp_anchors: Sequence[bytes] | None = None,
 ) -> VerifyReport:
     """Verify the given snapshots (all when ``snapshot_ids`` is None) from their bytes."""
     report = VerifyReport(started_at=format_rfc3339(utc_now()))
@@ -343,6 +345,14 @@ def verify(
     report.problems.extend(
         _check_chains(chain_rows if complete else selected, collections, complete)
     )
+    if timestamp_anchors is not None:
+        from evidence_store.timestamps.service import check_tokens
+
+        ids = [s.id for s in selected]
+        report.timestamps, token_problems = check_tokens(objects, index, ids, timestamp_anchors)
+        report.problems.extend(
+            Problem("timestamp-invalid", message, snapshot=snap) for snap, message in token_problems
+        )
     report.problems.sort(key=lambda p: (p.snapshot or "", p.kind, p.artifact or ""))
     report.finished_at = format_rfc3339(utc_now())
     return report

@@ -49,11 +49,13 @@ snapshots_app = typer.Typer(help="Archived snapshots.", no_args_is_help=True)
 store_app = typer.Typer(help="The object store.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 export_app = typer.Typer(help="Exports of archived snapshots.", no_args_is_help=True)
+timestamp_app = typer.Typer(help="RFC 3161 timestamps of snapshots.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(snapshots_app, name="snapshots")
 app.add_typer(store_app, name="store")
 app.add_typer(config_app, name="config")
 app.add_typer(export_app, name="export")
+app.add_typer(timestamp_app, name="timestamp")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -95,6 +97,30 @@ def _record_custody(index: Any, **event: Any) -> None:
         return
     with index.writing(custody.CUSTODY_LOCK) as session:
         custody.record(session, **event)
+
+
+def _timestamp_new(evidence: Any, ids: list[str]) -> dict[str, str | None]:
+    """Timestamp freshly archived snapshots when TSAs are configured; {id: genTime or None}.
+
+    A snapshot no TSA would stamp stays archived and is reported, never dropped.
+    """
+    config = state.settings.timestamp_settings()
+    if not config.enabled or not ids:
+        return {}
+    from evidence_store.timestamps.service import timestamp_snapshots
+
+    with err.status(f"timestamping {len(ids)} snapshot(s)"):
+        run = timestamp_snapshots(evidence, ids, config)
+    result: dict[str, str | None] = {sid: when for sid, when, _ in run.timestamped}
+    for sid, reason in run.failed:
+        result[sid] = None
+        err.print(f"[yellow]untimestamped[/] {sid[:16]}: {escape(reason)}")
+    if run.failed:
+        err.print(
+            f"[yellow]{len(run.failed)} snapshot(s) archived without a timestamp;[/] "
+            "`evidence timestamp retry` asks the TSAs again"
+        )
+    return result
 
 
 def _print_json(data: Any) -> None:
@@ -217,12 +243,14 @@ def ingest(
             archived = archive(evidence, capture)
             results.append((path, archived))
             progress.advance(task, path.stat().st_size)
+    stamps = _timestamp_new(evidence, [a.id for _, a in results])
     if as_json:
         _print_json(
             [
                 {
                     "file": str(path),
                     "snapshot": a.id,
+                    "timestamp": stamps.get(a.id),
                     **a.manifest.model_dump(
                         mode="json", include={"collection", "sequence", "artifacts"}
                     ),
@@ -309,8 +337,14 @@ def capture(
             DOWNLOAD_TIMEOUT=timeout,
             DOWNLOAD_MAXSIZE=max_bytes,
         )
+    stamps = _timestamp_new(evidence, [o.snapshot for o in outcomes if o.snapshot])
     if as_json:
-        _print_json([o.model_dump(mode="json") for o in outcomes])
+        _print_json(
+            [
+                o.model_dump(mode="json") | {"timestamp": stamps.get(o.snapshot or "")}
+                for o in outcomes
+            ]
+        )
     else:
         table = Table(title=f"capture into collection {collection!r}", box=box.SIMPLE_HEAD)
         for column in ("snapshot", "outcome", "status", "final URL", "artifacts (sha256)"):
@@ -440,6 +474,7 @@ def verify(
             workers=workers or settings.verify_workers,
             progress=lambda n: progress.advance(task, n),
             on_total=lambda total: progress.update(task, total=total),
+            timestamp_anchors=_anchors(settings),
         )
     _record_custody(
         evidence.index,
@@ -458,11 +493,64 @@ def verify(
         for problem in report.problems:
             err.print(f"[red]PROBLEM[/] {escape(str(problem))}")
         verdict = "[green]OK[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
+        stamped = f", {report.timestamps} timestamp(s)" if report.timestamps else ""
         out.print(
             f"verified {report.snapshots} snapshot(s), {report.objects} object(s), "
-            f"{report.bytes_hashed:,} bytes: {verdict}"
+            f"{report.bytes_hashed:,} bytes{stamped}: {verdict}"
         )
     if not report.ok:
+        raise typer.Exit(1)
+
+
+def _anchors(settings: Settings) -> list[bytes] | None:
+    config = settings.timestamp_settings()
+    if not config.enabled and not config.trust_anchors:
+        return None  # timestamping not configured: tokens are not checked
+    return config.anchors()
+
+
+# -- timestamp -----------------------------------------------------------------------------
+@timestamp_app.command("retry")
+def timestamp_retry(
+    list_only: Annotated[
+        bool, typer.Option("--list", help="Only list the untimestamped snapshots.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask the TSAs again for every snapshot that has no timestamp yet."""
+    from evidence_store.timestamps.service import timestamp_snapshots, untimestamped
+
+    settings = state.settings
+    evidence = open_evidence(settings)
+    pending = untimestamped(evidence)
+    config = settings.timestamp_settings()
+    if list_only or not pending:
+        if as_json:
+            _print_json({"untimestamped": pending})
+        else:
+            for sid in pending:
+                out.print(sid)
+            out.print(f"{len(pending)} snapshot(s) without a timestamp")
+        return
+    if not config.enabled:
+        raise EvidenceError(
+            "no TSA configured: set [timestamps] tsa_urls (EVIDENCE_TIMESTAMPS__TSA_URLS)"
+        )
+    run = timestamp_snapshots(evidence, pending, config)
+    if as_json:
+        _print_json(
+            {
+                "timestamped": [
+                    {"snapshot": s, "gen_time": t, "tsa": u} for s, t, u in run.timestamped
+                ],
+                "failed": [{"snapshot": s, "reason": r} for s, r in run.failed],
+            }
+        )
+    else:
+        for sid, reason in run.failed:
+            err.print(f"[yellow]untimestamped[/] {sid[:16]}: {escape(reason)}")
+        out.print(f"timestamped {len(run.timestamped)}, still untimestamped {len(run.failed)}")
+    if run.failed:
         raise typer.Exit(1)
 
 

@@ -63,6 +63,34 @@ class S3Settings(BaseModel):
     legal_hold: bool = Field(default=False, description="put a legal hold on every new object")
 
 
+class TimestampConfig(BaseModel):
+    """RFC 3161 Time-Stamping Authorities: asked in order after each snapshot is archived."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tsa_urls: list[str] = Field(default_factory=list, description="TSA URLs, tried in order")
+    trust_anchors: list[Path] = Field(
+        default_factory=list, description="PEM files of the CAs trusted to issue timestamps"
+    )
+    timeout: float = Field(default=10.0, gt=0, le=300, description="seconds per TSA")
+
+    @field_validator("tsa_urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"not an http(s) URL: {url!r}")
+        return value
+
+    @field_validator("trust_anchors")
+    @classmethod
+    def _anchors(cls, value: list[Path]) -> list[Path]:
+        for path in value:
+            if not path.is_file():
+                raise ValueError(f"trust anchor file {path} does not exist")
+        return value
+
+
 class Settings(BaseSettings):
     """Every setting the `evidence` command reads."""
 
@@ -87,6 +115,7 @@ class Settings(BaseSettings):
         default=os.cpu_count() or 2, ge=1, le=256, description="threads hashing in parallel"
     )
     s3: S3Settings = Field(default_factory=S3Settings)
+    timestamps: TimestampConfig = Field(default_factory=TimestampConfig)
 
     @field_validator("db_url", "store_url")
     @classmethod
@@ -126,6 +155,16 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.data_path / "keys"
+
+    def timestamp_settings(self) -> Any:
+        """The timestamping configuration as the evidence store takes it."""
+        from evidence_store.timestamps.service import TimestampSettings
+
+        return TimestampSettings(
+            tsa_urls=tuple(self.timestamps.tsa_urls),
+            trust_anchors=tuple(p.expanduser().absolute() for p in self.timestamps.trust_anchors),
+            timeout=self.timestamps.timeout,
+        )
 
     def store_options(self) -> dict[str, Any]:
         """Constructor options for the configured object store."""

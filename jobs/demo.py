@@ -7,11 +7,14 @@ the site is stopped at the end. Data goes where the configuration says (./eviden
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from fixtures.site import FixtureSite
+from fixtures.tsa import LocalTSA
 
 SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "samples"
 PAGES = (
@@ -24,38 +27,53 @@ PAGES = (
 )
 
 
-def evidence(*args: str) -> None:
+def evidence(*args: str, env: dict[str, str] | None = None) -> None:
     """Run one `evidence` command as a user would, stopping the demo if it fails."""
     print(f"\n$ evidence {' '.join(args)}", flush=True)
-    result = subprocess.run([sys.executable, "-m", "jobs.cli", *args], check=False)
+    full_env = os.environ | (env or {})
+    result = subprocess.run([sys.executable, "-m", "jobs.cli", *args], check=False, env=full_env)
     if result.returncode != 0:
         raise SystemExit(result.returncode)
 
 
+def demo_tsa_env(tsa: LocalTSA) -> dict[str, str]:
+    """Settings that use the local TSA; every CA it ever had stays trusted for old tokens.
+
+    The local TSA is a test fixture, labelled NOT TRUSTED in its certificates: production
+    configurations name qualified TSAs and their CAs instead (docs/timestamps.md).
+    """
+    data_dir = Path(os.environ.get("EVIDENCE_DATA_DIR", "evidence-data"))
+    cas = data_dir / "demo-tsa-cas"
+    cas.mkdir(parents=True, exist_ok=True)
+    (cas / f"ca-{len(list(cas.glob('ca-*.pem'))) + 1:04d}.pem").write_bytes(tsa.ca_pem)
+    return {
+        "EVIDENCE_TIMESTAMPS__TSA_URLS": json.dumps([tsa.url]),
+        "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps(sorted(map(str, cas.glob("ca-*.pem")))),
+    }
+
+
 def main() -> None:
     evidence("db", "upgrade")
-    with FixtureSite() as site:
-        print(f"fixture site running at {site.base_url}")
+    with FixtureSite() as site, LocalTSA() as tsa:
+        print(f"fixture site at {site.base_url}; test TSA (NOT trusted) at {tsa.url}")
+        env = demo_tsa_env(tsa)
+        pages = [site.url(p) for p in PAGES]
+        note = "make demo: bundled fixture site"
+        evidence("capture", "--http", *pages, "--collection", "demo", "--note", note, env=env)
+        samples = sorted(SAMPLES.glob("*.csv")) + sorted(SAMPLES.glob("*.html"))
         evidence(
-            "capture",
-            "--http",
-            *(site.url(p) for p in PAGES),
+            "ingest",
+            *map(str, samples),
             "--collection",
             "demo",
+            "--source-url",
+            "https://transparency.dsa.ec.europa.eu/",
             "--note",
-            "make demo: bundled fixture site",
+            "make demo: bundled sample",
+            env=env,
         )
-    evidence(
-        "ingest",
-        *map(str, sorted(SAMPLES.glob("*.csv")) + sorted(SAMPLES.glob("*.html"))),
-        "--collection",
-        "demo",
-        "--source-url",
-        "https://transparency.dsa.ec.europa.eu/",
-        "--note",
-        "make demo: bundled sample",
-    )
-    evidence("verify", "--all")
+        evidence("timestamp", "retry", env=env)  # whatever an earlier run left unstamped
+        evidence("verify", "--all", env=env)
     evidence("snapshots", "list", "--collection", "demo", "--limit", "20")
 
 

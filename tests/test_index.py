@@ -94,3 +94,18 @@ def test_bad_database_urls_fail_with_one_line(url: str, message: str) -> None:
 def test_sqlite_in_missing_folder_is_named(tmp_path: Path) -> None:
     with pytest.raises(IndexError_, match="does not exist"):
         Index(f"sqlite:///{tmp_path / 'missing' / 'index.sqlite'}")
+
+
+def test_migrations_upgrade_step_by_step(tmp_path: Path) -> None:
+    """Each revision applies on top of the one before (what an operator's upgrade does)."""
+    from alembic import command
+
+    index = Index(f"sqlite:///{tmp_path / 'steps.sqlite'}", auto_migrate=False)
+    config = index._alembic_config()
+    with index.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+    assert index.current_revision() == "0001"
+    assert "timestamps" not in inspect(index.engine).get_table_names()
+    assert index.upgrade() == index.head_revision()
+    assert "timestamps" in inspect(index.engine).get_table_names()

@@ -10,6 +10,7 @@ from evidence_store.index.models import (
     SigningKey,
     Snapshot,
     Source,
+    TimestampRecord,
 )
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "SigningKey",
     "Snapshot",
     "Source",
+    "TimestampRecord",
     "redact_url",
 ]

@@ -6,6 +6,7 @@ from evidence_store.index.models.custody import CustodyEvent
 from evidence_store.index.models.key import SigningKey
 from evidence_store.index.models.snapshot import Artifact, Snapshot
 from evidence_store.index.models.source import Run, Source
+from evidence_store.index.models.timestamp import TimestampRecord
 
 __all__ = [
     "Artifact",
@@ -16,5 +17,6 @@ __all__ = [
     "SigningKey",
     "Snapshot",
     "Source",
+    "TimestampRecord",
     "UTCDateTime",
 ]

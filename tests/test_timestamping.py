@@ -1,0 +1,122 @@
+"""Snapshots timestamped by a TSA after archiving: the CLI, retries and verification."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evidence_store.timestamps import openssl_verify_argv
+from fixtures.tsa import LocalTSA
+from tests.conftest import run_cli
+
+SAMPLE = (
+    Path(__file__).resolve().parent.parent
+    / "fixtures"
+    / "samples"
+    / "transparency-report-sample.html"
+)
+
+
+@pytest.fixture(scope="module")
+def tsa() -> Iterator[LocalTSA]:
+    with LocalTSA() as running:
+        yield running
+
+
+@pytest.fixture
+def env(tsa: LocalTSA, tmp_path: Path, db_url: str) -> dict[str, str]:
+    ca = tmp_path / "tsa-ca.pem"
+    ca.write_bytes(tsa.ca_pem)
+    return {
+        "EVIDENCE_DATA_DIR": str(tmp_path / "data"),
+        "EVIDENCE_DB_URL": db_url,
+        "EVIDENCE_TIMESTAMPS__TSA_URLS": json.dumps([tsa.url]),
+        "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps([str(ca)]),
+        "EVIDENCE_TIMESTAMPS__TIMEOUT": "3",
+    }
+
+
+def reply_path(env: dict[str, str], snapshot: str) -> Path:
+    from sqlalchemy import select
+
+    from evidence_store.index import Index, TimestampRecord
+
+    index = Index(env["EVIDENCE_DB_URL"])
+    with index.session() as session:
+        digest = session.scalars(
+            select(TimestampRecord.reply_sha256).where(TimestampRecord.snapshot_id == snapshot)
+        ).one()
+    index.dispose()
+    return Path(env["EVIDENCE_DATA_DIR"]) / "objects" / "sha256" / digest[:2] / digest[2:4] / digest
+
+
+def test_archived_snapshots_are_timestamped_and_verified(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    proc = run_cli("ingest", str(SAMPLE), "--json", env=env, check=True)
+    [result] = json.loads(proc.stdout)
+    assert result["timestamp"]
+    verified = json.loads(run_cli("verify", "--all", "--json", env=env, check=True).stdout)
+    assert verified["ok"] and verified["timestamps"] == 1
+    # The same token passes openssl's own check over the snapshot id.
+    argv = openssl_verify_argv(
+        reply_path(env, result["snapshot"]),
+        bytes.fromhex(result["snapshot"]),
+        Path(json.loads(env["EVIDENCE_TIMESTAMPS__TRUST_ANCHORS"])[0]),
+    )
+    check = subprocess.run(argv, capture_output=True, text=True)
+    assert "Verification: OK" in check.stdout, check.stdout + check.stderr
+
+
+def test_unreachable_tsa_leaves_snapshot_marked_and_retry_stamps_it(env: dict[str, str]) -> None:
+    down = env | {"EVIDENCE_TIMESTAMPS__TSA_URLS": json.dumps(["http://127.0.0.1:9/tsr"])}
+    proc = run_cli("ingest", str(SAMPLE), "--json", env=down)
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)
+    assert result["timestamp"] is None
+    assert "without a timestamp" in proc.stderr
+    listed = json.loads(
+        run_cli("timestamp", "retry", "--list", "--json", env=env, check=True).stdout
+    )
+    assert listed["untimestamped"] == [result["snapshot"]]
+    again = run_cli("timestamp", "retry", "--json", env=down)
+    assert again.returncode == 1  # still no TSA: said, not hidden
+    retried = json.loads(run_cli("timestamp", "retry", "--json", env=env, check=True).stdout)
+    assert [t["snapshot"] for t in retried["timestamped"]] == [result["snapshot"]]
+    assert (
+        json.loads(run_cli("verify", "--all", "--json", env=env, check=True).stdout)["timestamps"]
+        == 1
+    )
+
+
+def test_tampered_or_untrusted_token_is_reported(env: dict[str, str], tmp_path: Path) -> None:
+    [result] = json.loads(run_cli("ingest", str(SAMPLE), "--json", env=env, check=True).stdout)
+    with LocalTSA() as other:
+        stranger = tmp_path / "other-ca.pem"
+        stranger.write_bytes(other.ca_pem)
+    untrusted = env | {"EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps([str(stranger)])}
+    proc = run_cli("verify", "--all", "--json", env=untrusted)
+    assert proc.returncode == 1
+    [problem] = json.loads(proc.stdout)["problems"]
+    assert problem["kind"] == "timestamp-invalid" and problem["snapshot"] == result["snapshot"]
+    path = reply_path(env, result["snapshot"])
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[-40] ^= 0x01  # inside the signature
+    path.write_bytes(bytes(data))
+    proc = run_cli("verify", "--all", "--json", env=env)
+    assert proc.returncode == 1
+    kinds = {p["kind"] for p in json.loads(proc.stdout)["problems"]}
+    assert "timestamp-invalid" in kinds
+
+
+def test_sweep_counts_tokens_as_referenced(env: dict[str, str]) -> None:
+    run_cli("ingest", str(SAMPLE), env=env, check=True)
+    report = json.loads(run_cli("store", "sweep", "--json", env=env, check=True).stdout)
+    assert report["orphans"] == []
+    assert report["referenced"] == 4  # artifact, manifest, signature, timestamp reply
