@@ -14,13 +14,21 @@ from evidence_store.archive import EvidenceStore
 from schemas import CaptureOutcome
 
 
-def capture_settings(**overrides: Any) -> Settings:
-    """The project settings plus per-run overrides."""
+def capture_settings(mode: str = "http", **overrides: Any) -> Settings:
+    """The project settings plus per-run overrides; for ``mode="browser"`` also the
+    Playwright settings (download handler, Chromium, contexts) made from ``BROWSER_*``.
+    """
     settings = Settings()
     settings.setmodule("crawlers.settings", priority="project")
     for key, value in overrides.items():
         if value is not None:
             settings.set(key, value, priority="cmdline")
+    if mode == "browser":
+        from crawlers.browser import playwright_settings
+
+        # project priority: a per-run override of the same key still wins
+        for key, value in playwright_settings(settings).items():
+            settings.set(key, value, priority="project")
     return settings
 
 
@@ -41,7 +49,9 @@ def capture_pages(
         if on_outcome is not None:
             on_outcome(outcome)
 
-    process = CrawlerProcess(capture_settings(LOG_INSTALL_ROOT_HANDLER=False, **settings))
+    process = CrawlerProcess(
+        capture_settings(mode=mode, LOG_INSTALL_ROOT_HANDLER=False, **settings)
+    )
     crawler = process.create_crawler(PagesSpider)
     # Settings are deep-copied and must stay picklable; the store (locks, connections) is
     # handed to the pipeline on the crawler instead.

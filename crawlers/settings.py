@@ -40,3 +40,31 @@ ITEM_PIPELINES = {"crawlers.pipelines.ArchivePipeline": 300}
 # list (see crawlers/redaction.py).
 REDACT_QUERY_PARAMS: list[str] = []
 REDACT_HEADERS: list[str] = []
+
+# Browser capture (`evidence capture --browser`, crawlers/browser.py). crawlers.runner turns
+# these into scrapy-playwright's settings (download handler, launch options, contexts) in
+# browser mode only, so that plain-HTTP runs never start a browser.
+BROWSER_EXECUTABLE = "/usr/bin/chromium"  # Debian's; if missing, Playwright's own Chromium
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",  # no requests of the browser's own in the capture
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+BROWSER_CONTEXTS = 3  # pages rendered at once, each in its own reused context
+BROWSER_VIEWPORT = {"width": 1280, "height": 800}
+BROWSER_LOCALE = "en-US"
+BROWSER_TIMEZONE = "UTC"  # dates rendered by scripts read the same in every capture
+BROWSER_NETWORK_IDLE_MS = 500  # idle: no request in flight for this long
+BROWSER_NETWORK_IDLE_TIMEOUT = 10  # seconds at most waiting for idle (polling never idles)
+BROWSER_SETTLE_MS = 200  # then a pause, for rendering after the last response
+BROWSER_SCROLL_MAX_PX = 20000  # scrolling for lazy content stops after this many pixels
+BROWSER_SCROLL_MAX_SECONDS = 10  # ... or after this long
+BROWSER_SCROLL_IDLE_MS = 100  # quiet network after each scroll step
+BROWSER_SCREENSHOT_MAX_PX = 16384  # taller pages are cut (Chromium's texture limit)
+BROWSER_RENDER_TIMEOUT = 30  # seconds for a screenshot or a PDF
+BROWSER_MAX_PAGE_BYTES = 100 * 1024 * 1024  # response bodies kept per page (DOWNLOAD_MAXSIZE each)
+BROWSER_MAX_CONSOLE = 200  # console messages kept per page

@@ -4,6 +4,9 @@ Arguments (``-a`` on the command line, keywords from `evidence capture`):
 ``urls`` (a list, or a string of URLs separated by whitespace), ``urls_file`` (one URL per
 line, ``#`` comments), ``mode`` (``http``; ``browser`` renders with Chromium),
 ``obey_robots`` (default true).
+
+Browser mode needs the Playwright settings that ``crawlers.runner.capture_settings`` adds for
+it (``evidence capture --browser``); the capture itself is in ``crawlers/browser.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import scrapy
+from scrapy.crawler import Crawler
 from scrapy.http import Response
 from twisted.internet.error import (
     ConnectionLost,
@@ -82,6 +86,7 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
 
 class PagesSpider(scrapy.Spider):
     name = "pages"
+    browser: Any = None  # crawlers.browser.BrowserCapture in browser mode
 
     def __init__(
         self,
@@ -101,9 +106,29 @@ class PagesSpider(scrapy.Spider):
         self.obey_robots = str(obey_robots).lower() not in ("0", "false", "no")
         self.robots_exchanges: list = []
 
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> PagesSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        if spider.mode == "browser":
+            from crawlers.browser import PLAYWRIGHT_HANDLER, BrowserCapture
+
+            handlers = crawler.settings.getdict("DOWNLOAD_HANDLERS")
+            if handlers.get("http") != PLAYWRIGHT_HANDLER:
+                raise ValueError(
+                    "browser mode needs the Playwright settings: run it through "
+                    "crawlers.runner.capture_pages (evidence capture --browser)"
+                )
+            spider.browser = BrowserCapture(crawler.settings)
+        return spider
+
     async def start(self) -> AsyncIterator[scrapy.Request]:
         for url in self.start_urls_list:
-            yield self.make_request(url)
+            if self.browser is None:
+                yield self.make_request(url)
+            else:
+                # One page per browser context at a time: wait here for a free one, so that
+                # no page waits inside the browser (where the navigation timeout runs).
+                yield self.make_browser_request(url, await self.browser.contexts.acquire())
 
     def make_request(self, url: str) -> scrapy.Request:
         meta: dict[str, Any] = {STARTED_AT: utc_now(), EXCHANGES: [], REQUESTED: url}
@@ -112,6 +137,42 @@ class PagesSpider(scrapy.Spider):
         return scrapy.Request(
             url, callback=self.parse, errback=self.failed, meta=meta, dont_filter=True
         )
+
+    def make_browser_request(self, url: str, context: str) -> scrapy.Request:
+        """A request rendered by Chromium in the browser context ``context``."""
+        request = self.make_request(url)
+        request.meta.update(self.browser.request_meta(context))
+        return request.replace(callback=self.parse_browser, errback=self.failed_browser)
+
+    async def parse_browser(self, response: Response) -> AsyncIterator[PageCapture]:
+        """A page Chromium loaded: render, scroll, screenshot, print, DOM (crawlers.browser)."""
+        try:
+            capture = await self.browser.capture(
+                response,
+                requested_url=response.meta.get(REQUESTED, response.url),
+                started_at=response.meta.get(STARTED_AT, utc_now()),
+            )
+        finally:
+            self.browser.contexts.release(response.meta.get("playwright_context"))
+        yield capture
+
+    async def failed_browser(self, failure: Failure) -> AsyncIterator[PageCapture]:
+        """A page Chromium could not load: what it recorded, and the error."""
+        from crawlers.browser import classify_browser_failure
+
+        request = failure.request  # type: ignore[attr-defined]
+        outcome, message = classify_browser_failure(failure) or classify_failure(failure)
+        try:
+            capture = await self.browser.capture_failure(
+                request,
+                outcome=outcome,
+                message=message,
+                requested_url=request.meta.get(REQUESTED, request.url),
+                started_at=request.meta.get(STARTED_AT, utc_now()),
+            )
+        finally:
+            self.browser.contexts.release(request.meta.get("playwright_context"))
+        yield capture
 
     def parse(self, response: Response) -> Iterator[PageCapture]:
         exchanges = response.meta.get(EXCHANGES, [])
