@@ -60,6 +60,18 @@ def main() -> None:
         pages = [site.url(p) for p in PAGES]
         note = "make demo: bundled fixture site"
         evidence("capture", "--http", *pages, "--collection", "demo", "--note", note, env=env)
+        # A page rendered by JavaScript: Chromium records every request it made, plus a
+        # full-page screenshot, a PDF print and the rendered DOM.
+        evidence(
+            "capture",
+            "--browser",
+            site.url("/@alice"),
+            "--collection",
+            "demo",
+            "--note",
+            "make demo: JavaScript-rendered profile",
+            env=env,
+        )
         samples = sorted(SAMPLES.glob("*.csv")) + sorted(SAMPLES.glob("*.html"))
         evidence(
             "ingest",
