@@ -4,10 +4,10 @@ A page is captured in one browser tab, in this order (every step is bounded and 
 ``details["interactions"]``)::
 
     listeners on (before navigation) -> navigate, wait for DOMContentLoaded (DOWNLOAD_TIMEOUT)
-    -> wait for load (capped) -> wait for network idle (capped) -> scroll down step by step
-    so that lazy content loads (capped in pixels and seconds) -> back to the top -> network
-    idle again -> full-page screenshot -> PDF print -> rendered DOM -> remaining bodies
-    -> storage of the visited origins cleared -> tab closed
+    -> wait for load (capped) -> network idle (capped) and a short settle -> scroll down a
+    viewport at a time so that lazy content loads (capped in pixels and seconds) -> back to
+    the top -> network idle again -> full-page screenshot -> PDF print -> rendered DOM
+    -> remaining bodies -> storage of the visited origins cleared -> tab closed
 
 What a capture holds:
 
@@ -16,22 +16,27 @@ What a capture holds:
   received. Bodies come from Chromium *decoded* (gzip/br removed), so the original
   ``Content-Encoding`` and a ``Content-Length`` that no longer matches are kept under
   ``X-Archive-Orig-*`` names and the stored length is given; the plain-HTTP path keeps
-  bodies as transferred. Redirect responses have no body in the browser. The bytes kept
-  per page are bounded (``BROWSER_MAX_PAGE_BYTES``, and ``DOWNLOAD_MAXSIZE`` per response);
-  what was cut is listed in ``details["bodies"]``.
+  bodies as transferred. Redirect responses have no body in the browser. Document bodies
+  are copied through DevTools as they arrive, because Chromium's network log shows a
+  stand-in page instead of a PDF it hands to its viewer. The bytes kept per page are bounded
+  (``BROWSER_MAX_PAGE_BYTES``, and ``DOWNLOAD_MAXSIZE`` per response); what was cut is
+  listed in ``details["bodies"]``.
 - **Resources**: ``screenshot`` (full-page PNG), ``pdf`` (Chromium's print to PDF) and
   ``dom`` (the serialised DOM as UTF-8 HTML, with every secret value the capture saw
   replaced by ``REDACTED``). A screenshot or PDF cannot be scrubbed: when the visible text or
-  the PDF would show a secret, they are withheld and the reason recorded.
+  the PDF would show a secret, they are withheld and the reason recorded. A PDF document
+  gets a screenshot of Chromium's viewer only: its DOM and a print would show the viewer.
 - **Details** (the capture metadata): final URL, redirect chain of the main document, server
   IP, protocol, TLS (security details of the main document and the certificate chain from a
   separate TLS connection), user agent as sent, browser version, interactions, console
   errors, failed requests, timings.
 
-One browser serves the whole run. Pages run in a small pool of browser contexts
-(``BROWSER_CONTEXTS``), one page per context at a time; cookies are cleared before each page
-and the storage of the origins it visited after it, so that no capture carries state from
-another one.
+One browser serves the whole run (``SharedPlaywrightHandler``: one handler for http and
+https). Pages run in a small pool of browser contexts (``BROWSER_CONTEXTS``), one page per
+context at a time; cookies are cleared before each page and the storage of the origins it
+visited after it, so that no capture carries state from another one. Each page gets a new
+tab, closed after the capture; ``BROWSER_REUSE_PAGES`` keeps the tab instead (left on
+``about:blank``), which saves Chromium a renderer process per page.
 """
 
 from __future__ import annotations
@@ -56,14 +61,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.async_api import CDPSession, ConsoleMessage, Page
+from playwright.async_api import CDPSession, ConsoleMessage, Dialog, Page
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Request as BrowserRequest
 from playwright.async_api import Response as BrowserResponse
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from scrapy import Request
+from scrapy.crawler import Crawler
 from scrapy.http import Response
 from scrapy.settings import BaseSettings
+from scrapy_playwright.handler import ScrapyPlaywrightDownloadHandler
 from twisted.python.failure import Failure
 
 from crawlers.detect import looks_like_login_wall
@@ -74,7 +81,7 @@ from schemas import format_rfc3339, utc_now
 
 log = logging.getLogger(__name__)
 
-PLAYWRIGHT_HANDLER = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"
+PLAYWRIGHT_HANDLER = "crawlers.browser.SharedPlaywrightHandler"
 RECORDER = "evidence_browser_recorder"  # request.meta: the PageRecorder of this page
 CONTEXT_META = "playwright_context"
 ARCHIVED_SCHEMES = ("http", "https")  # chrome://, data:, blob: ... are not network traffic
@@ -113,8 +120,35 @@ _PROTOCOLS_JS = """
   .map((e) => [e.name, e.nextHopProtocol])
 """
 _VISIBLE_TEXT_JS = "() => document.body ? document.body.innerText : ''"
+_CLEAR_SESSION_JS = "() => { try { sessionStorage.clear(); } catch (e) {} }"
 # Documents Chromium shows in a built-in viewer rather than rendering them as a page.
 VIEWER_TYPES = frozenset({"application/pdf", "application/x-pdf"})
+
+
+# -- the download handler --------------------------------------------------------------------
+class SharedPlaywrightHandler(ScrapyPlaywrightDownloadHandler):
+    """scrapy-playwright's download handler, one instance for both http and https.
+
+    Scrapy builds one handler per scheme, and scrapy-playwright's handler starts its own
+    Playwright driver and browser: configured for http and https, a run would have two
+    browsers. This subclass hands the crawler's first instance out again, and closes once.
+    """
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> SharedPlaywrightHandler:
+        """The crawler's handler, created on the first call."""
+        handler = getattr(crawler, "_evidence_playwright_handler", None)
+        if handler is None:
+            handler = cls(crawler)
+            crawler._evidence_playwright_handler = handler  # type: ignore[attr-defined]
+        return handler
+
+    async def close(self) -> None:
+        """Close the browser and the driver (once, though Scrapy asks once per scheme)."""
+        if getattr(self, "_evidence_closed", False):
+            return
+        self._evidence_closed = True
+        await super().close()
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -188,7 +222,7 @@ def playwright_settings(settings: BaseSettings) -> dict[str, Any]:
         "PLAYWRIGHT_BROWSER_TYPE": "chromium",
         "PLAYWRIGHT_LAUNCH_OPTIONS": launch,
         "PLAYWRIGHT_CONTEXTS": {
-            name: dict(kwargs) for name in context_names(settings.getint("BROWSER_CONTEXTS", 2))
+            name: dict(kwargs) for name in context_names(settings.getint("BROWSER_CONTEXTS", 3))
         },
         "PLAYWRIGHT_MAX_PAGES_PER_CONTEXT": 1,
         # The browser's own headers are sent (and recorded), not Scrapy's.
@@ -219,6 +253,7 @@ class BrowserOptions:
     max_page_bytes: int
     max_response_bytes: int
     max_console: int
+    reuse_pages: bool = False
     redact_query_params: tuple[str, ...] = ()
     redact_headers: tuple[str, ...] = ()
 
@@ -226,7 +261,7 @@ class BrowserOptions:
     def from_settings(cls, settings: BaseSettings) -> BrowserOptions:
         """Options from ``BROWSER_*`` and the Playwright settings of ``playwright_settings``."""
         contexts = settings.getdict("PLAYWRIGHT_CONTEXTS")
-        names = tuple(contexts) or tuple(context_names(settings.getint("BROWSER_CONTEXTS", 2)))
+        names = tuple(contexts) or tuple(context_names(settings.getint("BROWSER_CONTEXTS", 3)))
         timeout = settings.getfloat("DOWNLOAD_TIMEOUT", 30)
         return cls(
             contexts=names,
@@ -244,6 +279,7 @@ class BrowserOptions:
             max_page_bytes=settings.getint("BROWSER_MAX_PAGE_BYTES", 100 * 1024 * 1024),
             max_response_bytes=settings.getint("DOWNLOAD_MAXSIZE", 0) or (1 << 62),
             max_console=settings.getint("BROWSER_MAX_CONSOLE", 200),
+            reuse_pages=settings.getbool("BROWSER_REUSE_PAGES", False),
             redact_query_params=tuple(settings.getlist("REDACT_QUERY_PARAMS")),
             redact_headers=tuple(settings.getlist("REDACT_HEADERS")),
         )
@@ -254,13 +290,16 @@ class ContextPool:
     """Browser contexts handed out one page at a time, so that each page's state can be reset.
 
     ``acquire`` waits until a context is free; ``release`` gives it back. The spider acquires
-    before it yields a request, so pages never queue up inside the browser.
+    before it yields a request, so pages never queue up inside the browser. With tab reuse,
+    the pool also keeps each context's tab between captures (``keep`` and ``tab``).
     """
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
         self._free: asyncio.Queue[str] | None = None
         self.pages: dict[str, int] = dict.fromkeys(names, 0)  # pages captured in each so far
+        self._tabs: dict[str, Page] = {}
+        self.tab_uses: dict[str, int] = dict.fromkeys(names, 0)  # captures in the kept tab
 
     def _queue(self) -> asyncio.Queue[str]:
         # created lazily: the queue binds to the running event loop (the reactor's)
@@ -279,6 +318,22 @@ class ContextPool:
         if name in self.pages:
             self.pages[name] += 1
             self._queue().put_nowait(name)
+
+    def tab(self, name: str) -> Page | None:
+        """The context's kept tab, if it is still open."""
+        page = self._tabs.get(name)
+        return page if page is not None and not page.is_closed() else None
+
+    def keep(self, name: str | None, page: Page | None) -> None:
+        """Keep ``page`` as the context's tab for the next capture (``None``: forget it)."""
+        if name not in self.pages:
+            return
+        if page is None:
+            self._tabs.pop(name, None)
+            self.tab_uses[name] = 0
+        else:
+            self.tab_uses[name] = self.tab_uses[name] + 1 if self._tabs.get(name) is page else 1
+            self._tabs[name] = page
 
 
 # -- network, console and interaction recording ---------------------------------------------
@@ -364,12 +419,18 @@ class PageRecorder:
         # document bodies as they came from the network, before Chromium handed them to a
         # viewer (the network log of a PDF shows the viewer's stand-in page instead)
         self._documents: dict[str, list[bytes]] = {}
-        page.on("request", self._on_request)
-        page.on("requestfinished", self._on_finished)
-        page.on("requestfailed", self._on_failed)
-        page.on("console", self._on_console)
-        page.on("pageerror", self._on_page_error)
-        page.on("websocket", lambda ws: self.websockets.append(ws.url))
+        self._listeners: list[tuple[str, Any]] = [
+            ("request", self._on_request),
+            ("requestfinished", self._on_finished),
+            ("requestfailed", self._on_failed),
+            ("console", self._on_console),
+            ("pageerror", self._on_page_error),
+            ("websocket", lambda ws: self.websockets.append(ws.url)),
+            ("popup", lambda popup: self.note("popup-opened", url=popup.url)),
+            ("dialog", lambda dialog: self._spawn(self._dismiss(dialog))),
+        ]
+        for event, listener in self._listeners:
+            page.on(event, listener)
 
     async def open_devtools(self) -> None:
         """A DevTools session on the page: document bodies as received, storage clearing.
@@ -388,6 +449,16 @@ class PageRecorder:
                 ]
             },
         )
+
+    async def detach(self) -> None:
+        """Stop listening to the page (it is kept for the next capture)."""
+        for event, listener in self._listeners:
+            with contextlib.suppress(KeyError, ValueError):
+                self.page.remove_listener(event, listener)
+        if self.devtools is not None:
+            with contextlib.suppress(PlaywrightError):
+                await self.devtools.detach()
+            self.devtools = None
 
     async def _document(self, event: dict[str, Any]) -> None:
         assert self.devtools is not None
@@ -471,6 +542,13 @@ class PageRecorder:
         # the headers are still evidence.
         self._spawn(self._collect(seen))
 
+    async def _dismiss(self, dialog: Dialog) -> None:
+        # a dialog blocks the page until answered; it is dismissed, as a visitor leaving it
+        # unanswered would, and recorded
+        self.note("dialog-dismissed", type=dialog.type, message=dialog.message[:2000])
+        with contextlib.suppress(PlaywrightError):
+            await dialog.dismiss()
+
     def _on_console(self, message: ConsoleMessage) -> None:
         if message.type not in ("error", "warning", "assert"):
             return
@@ -546,35 +624,40 @@ class PageRecorder:
             return b"", {}
         if request.redirected_to is not None:
             return b"", {"body": "not available: Chromium keeps no body of a redirect"}
-        if seen.failure:
+        stored = None
+        if request.resource_type == "document":
+            stored = self._documents.get(request.url.split("#", 1)[0])
+        if seen.failure and not stored:  # a download is a "failed" navigation, yet complete
             return b"", {"body": f"not available: {seen.failure}", "truncated": "disconnect"}
         async with self._budget:  # one body at a time, so that the budget holds exactly
             limit = min(
                 self.options.max_response_bytes, self.options.max_page_bytes - self.kept_bytes
             )
-            try:
-                transferred = (await request.sizes())["responseBodySize"]
-            except (PlaywrightError, KeyError):
-                transferred = 0
-            if limit <= 0 or transferred > limit:
+            if stored:
+                body, note = stored.pop(0), "decoded, copied when the response arrived"
+            else:
+                try:
+                    transferred = (await request.sizes())["responseBodySize"]
+                except (PlaywrightError, KeyError):
+                    transferred = 0
+                if limit <= 0 or transferred > limit:
+                    self.truncated.append(
+                        {"url": request.url, "transferred_bytes": transferred, "kept_bytes": 0}
+                    )
+                    return b"", {"truncated": "length", "body": "not kept: over the byte limit"}
+                try:
+                    body, note = await response.body(), "decoded"
+                except PlaywrightError as exc:
+                    return b"", {"body": f"not available: {exc.message}"}
+            if len(body) > max(0, limit):
                 self.truncated.append(
-                    {"url": request.url, "transferred_bytes": transferred, "kept_bytes": 0}
+                    {"url": request.url, "decoded_bytes": len(body), "kept_bytes": max(0, limit)}
                 )
-                return b"", {"truncated": "length", "body": "not kept: over the byte limit"}
-            stored = self._documents.get(request.url.split("#", 1)[0])
-            try:
-                body = stored.pop(0) if stored else await response.body()
-            except PlaywrightError as exc:
-                return b"", {"body": f"not available: {exc.message}"}
-            if len(body) > limit:
-                self.truncated.append(
-                    {"url": request.url, "decoded_bytes": len(body), "kept_bytes": limit}
-                )
-                body = body[:limit]
+                body = body[: max(0, limit)]
                 self.kept_bytes += len(body)
-                return body, {"truncated": "length", "body": "decoded, cut at the byte limit"}
+                return body, {"truncated": "length", "body": f"{note}, cut at the byte limit"}
             self.kept_bytes += len(body)
-            return body, {"body": "decoded"}
+            return body, {"body": note}
 
     # -- waiting ---------------------------------------------------------------------------
     @property
@@ -833,7 +916,7 @@ class BrowserCapture:
 
     def request_meta(self, context: str) -> dict[str, Any]:
         """The request meta that makes scrapy-playwright render a page in ``context``."""
-        return {
+        meta = {
             "playwright": True,
             "playwright_include_page": True,  # the spider closes the page after the capture
             CONTEXT_META: context,
@@ -846,17 +929,53 @@ class BrowserCapture:
             },
             "evidence_browser_options": self.options,
         }
+        tab = self.contexts.tab(context) if self.options.reuse_pages else None
+        if tab is not None:
+            meta["playwright_page"] = tab  # scrapy-playwright navigates this tab again
+        return meta
 
     # -- after a successful navigation -----------------------------------------------------
     async def capture(
         self, response: Response, *, requested_url: str, started_at: datetime
     ) -> PageCapture:
-        """Wait, scroll, screenshot, print, read the DOM; one PageCapture with everything."""
+        """Wait, scroll, screenshot, print, read the DOM; one PageCapture with everything.
+
+        Never raises: an unexpected error ends the capture as ``failed``, with the exchanges
+        recorded so far, so that every URL has an outcome and the run goes on.
+        """
+        try:
+            return await self._capture(response, requested_url=requested_url, started_at=started_at)
+        except Exception as exc:
+            log.exception("browser capture of %s failed", requested_url)
+            return await self._unexpected(response.meta, exc, requested_url, started_at)
+
+    async def _unexpected(
+        self, meta: dict[str, Any], exc: Exception, requested_url: str, started_at: datetime
+    ) -> PageCapture:
+        page: Page | None = meta.get("playwright_page")
+        recorder: PageRecorder | None = meta.get(RECORDER)
+        if page is not None:
+            with contextlib.suppress(Exception):
+                await self._close(page, recorder, None)  # closed, never reused after this
+        return PageCapture(
+            requested_url=requested_url,
+            mode="browser",
+            outcome="failed",
+            started_at=started_at,
+            finished_at=utc_now(),
+            exchanges=recorder.exchanges() if recorder is not None else [],
+            error=f"browser capture failed: {type(exc).__name__}: {exc}",
+            details={"interactions": recorder.interactions} if recorder is not None else {},
+        )
+
+    async def _capture(
+        self, response: Response, *, requested_url: str, started_at: datetime
+    ) -> PageCapture:
         page: Page = response.meta["playwright_page"]
         recorder: PageRecorder | None = response.meta.get(RECORDER)
         context = response.meta.get(CONTEXT_META)
         if recorder is None:  # the init callback failed: nothing was recorded
-            await self._close(page, None)
+            await self._close(page, None, context)
             return PageCapture(
                 requested_url=requested_url,
                 mode="browser",
@@ -890,7 +1009,8 @@ class BrowserCapture:
         result.timings["bodies_ms"] = _ms(time.monotonic() - t)
         final_url = page.url if download is None else response.url
         security = await self._security(recorder)  # asks the page: before it is closed
-        await self._close(page, recorder)
+        result.details["tab"] = self._tab_note(page, context)
+        await self._close(page, recorder, context)
         if download is not None:
             self._attach_download(recorder, response)
         dom = next((r.data for r in result.resources if r.role == "dom"), None)
@@ -1115,11 +1235,14 @@ class BrowserCapture:
             for exchange in recorder.exchanges():
                 exchange.protocol = entries.get(exchange.url)
 
-    async def _close(self, page: Page, recorder: PageRecorder | None) -> None:
-        """Clear the storage of the origins the page visited, then close it."""
+    async def _close(self, page: Page, recorder: PageRecorder | None, context: str | None) -> None:
+        """Clear the storage of the origins the page visited; close the page, or, with tab
+        reuse, leave it on ``about:blank`` for the context's next capture."""
         if recorder is not None and recorder.devtools is not None and not page.is_closed():
             origins = {f"{p.scheme}://{p.netloc}" for p in map(urlsplit, recorder.urls())}
             with contextlib.suppress(PlaywrightError, TimeoutError):
+                if self.options.reuse_pages:  # per tab, not cleared with the origin's data
+                    await asyncio.wait_for(page.evaluate(_CLEAR_SESSION_JS), 5)
                 for origin in sorted(origins):
                     await asyncio.wait_for(
                         recorder.devtools.send(
@@ -1127,6 +1250,21 @@ class BrowserCapture:
                         ),
                         5,
                     )
+        with contextlib.suppress(PlaywrightError):
+            for other in page.context.pages:  # popups the page opened
+                if other is not page:
+                    await other.close()
+        if self.options.reuse_pages and context is not None and not page.is_closed():
+            if recorder is not None:
+                await recorder.detach()
+            try:
+                await page.goto("about:blank", timeout=5000)
+            except PlaywrightError:
+                pass
+            else:
+                self.contexts.keep(context, page)
+                return
+        self.contexts.keep(context, None)
         with contextlib.suppress(PlaywrightError):
             await page.close()
 
@@ -1157,6 +1295,18 @@ class BrowserCapture:
             recorder.truncated.append(
                 {"url": exchange.url, "decoded_bytes": len(response.body), "kept_bytes": limit}
             )
+
+    def _tab_note(self, page: Page, context: str | None) -> str:
+        """How the page's tab came about (asked before the capture ends)."""
+        if not self.options.reuse_pages:
+            return "a new tab, closed after the capture"
+        if context is not None and self.contexts.tab(context) is page:
+            uses = self.contexts.tab_uses.get(context, 0)
+            return (
+                f"a reused tab ({uses} capture(s) before this one, each ended on about:blank "
+                "with the storage of its origins and the tab's session storage cleared)"
+            )
+        return "a new tab, kept for the next capture"
 
     @staticmethod
     def _chain_details(chain: list[_Seen]) -> list[dict[str, Any]]:
@@ -1193,6 +1343,7 @@ class BrowserCapture:
                     "context": context,
                     "pages_before_in_context": self.contexts.pages.get(context or "", 0),
                     "state": CONTEXT_NOTE,
+                    "tab": result.details.pop("tab", None),
                 },
                 "user_agent": user_agent or self.options.context_kwargs.get("user_agent"),
                 "interactions": recorder.interactions,
@@ -1274,6 +1425,27 @@ class BrowserCapture:
         started_at: datetime,
     ) -> PageCapture:
         """What a page that did not load left behind: its exchanges and the error."""
+        try:
+            return await self._capture_failure(
+                request,
+                outcome=outcome,
+                message=message,
+                requested_url=requested_url,
+                started_at=started_at,
+            )
+        except Exception as exc:
+            log.exception("recording the failure of %s failed", requested_url)
+            return await self._unexpected(request.meta, exc, requested_url, started_at)
+
+    async def _capture_failure(
+        self,
+        request: Request,
+        *,
+        outcome: str,
+        message: str,
+        requested_url: str,
+        started_at: datetime,
+    ) -> PageCapture:
         page: Page | None = request.meta.get("playwright_page")
         recorder: PageRecorder | None = request.meta.get(RECORDER)
         exchanges: list[Exchange] = []
@@ -1299,7 +1471,7 @@ class BrowserCapture:
             if chain and chain[-1].exchange is not None:
                 details["server_ip"] = chain[-1].exchange.ip
         if page is not None:
-            await self._close(page, recorder)
+            await self._close(page, recorder, request.meta.get(CONTEXT_META))
         return PageCapture(
             requested_url=requested_url,
             mode="browser",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -100,7 +103,7 @@ def captured(
         "error": site.url("/error/500"),
         "loop": site.url("/redirect/loop"),
         "reset": site.url("/reset"),
-        "slow": site.url("/slow?seconds=10"),
+        "slow": site.url("/slow?seconds=30"),
         "secrets": secrets_url,
     }
     proc = run_cli(
@@ -110,7 +113,7 @@ def captured(
         "--collection",
         "browser",
         "--timeout",
-        "4",
+        "15",  # generous: a busy machine slows the 20-hop loop; /slow takes 30 s
         "--json",
         env=env,
     )
@@ -343,3 +346,60 @@ def test_login_wall_is_detected_and_labelled(site: FixtureSite, tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
     [page] = [o for o in json.loads(proc.stdout) if o["mode"] != "robots"]
     assert page["outcome"] == "login-wall" and page["snapshot"]
+
+
+def test_headers_of_decoded_bodies() -> None:
+    from crawlers.browser import archived_response_headers
+
+    sent = [("Content-Type", "text/html"), ("Content-Encoding", "br"), ("Content-Length", "10")]
+    assert archived_response_headers(sent, 25, body_expected=True) == [
+        ("Content-Type", "text/html"),
+        ("X-Archive-Orig-Content-Encoding", "br"),
+        ("X-Archive-Orig-Content-Length", "10"),
+        ("Content-Length", "25"),
+    ]
+    # unchanged when the stored body is what the length says; HEAD/304 keep theirs
+    plain = [("Content-Length", "25")]
+    assert archived_response_headers(plain, 25, body_expected=True) == plain
+    assert archived_response_headers(plain, 0, body_expected=False) == plain
+    # a redirect's body is not kept by Chromium: the record says the body is empty
+    assert archived_response_headers(
+        [("Location", "/x"), ("Content-Length", "5")], 0, body_expected=True
+    )[1:] == [
+        ("X-Archive-Orig-Content-Length", "5"),
+        ("Content-Length", "0"),
+    ]
+
+
+def test_reused_tab_carries_no_state(site: FixtureSite, tmp_path: Path) -> None:
+    # BROWSER_REUSE_PAGES keeps each context's tab; the next page must not see the cookies
+    # of the previous one. Settings are not CLI options: the Python API, in a subprocess.
+    env = {"EVIDENCE_DATA_DIR": str(tmp_path / "data")}
+    script = (
+        "import json, sys\n"
+        "from crawlers.runner import capture_pages\n"
+        "from jobs.config import load_settings\n"
+        "from jobs.context import open_evidence\n"
+        "outcomes = capture_pages(open_evidence(load_settings()), sys.argv[1:],\n"
+        "    mode='browser', obey_robots=False, BROWSER_CONTEXTS=1, BROWSER_REUSE_PAGES=True)\n"
+        "print(json.dumps([o.model_dump(mode='json') for o in outcomes]))\n"
+    )
+    urls = [site.url("/set-cookie"), site.url("/@alice/post/1001")]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")} | env
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *urls],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    by_url = {o["url"]: o for o in json.loads(proc.stdout)}
+    assert [by_url[u]["outcome"] for u in urls] == ["archived", "archived"]
+    captured = {"env": env, "data": tmp_path / "data"}
+    records = warc_records(captured, by_url[urls[1]]["snapshot"])
+    requests = [r for r in records if r[0] == "request"]
+    assert requests and all(r[2].get_header("Cookie") is None for r in requests)
+    shown = run_cli("snapshots", "show", by_url[urls[1]]["snapshot"], "--json", env=env, check=True)
+    tab = json.loads(shown.stdout)["manifest"]["capture"]["browser"]["tab"]
+    assert tab.startswith("a reused tab (1 capture(s) before")
