@@ -57,7 +57,7 @@ def collection_lock(name: str) -> str:
     return f"collection:{name}"
 
 
-def _put_verified(objects: ObjectStore, data: bytes | BinaryIO, media_type: str) -> PutResult:
+def put_verified(objects: ObjectStore, data: bytes | BinaryIO, media_type: str) -> PutResult:
     """Store bytes, then read them back from the store and check digest and size.
 
     The object's name is made durable by the ``objects.flush()`` that precedes the commit.
@@ -76,12 +76,12 @@ def _store_artifact(objects: ObjectStore, artifact: CaptureArtifact) -> Artifact
     if artifact.path is not None:
         try:
             with open(artifact.path, "rb") as stream:
-                result = _put_verified(objects, stream, artifact.media_type)
+                result = put_verified(objects, stream, artifact.media_type)
         except OSError as exc:
             raise EvidenceError(f"cannot read {artifact.path}: {exc.strerror}") from None
     else:
         assert artifact.data is not None
-        result = _put_verified(objects, artifact.data, artifact.media_type)
+        result = put_verified(objects, artifact.data, artifact.media_type)
     return ArtifactEntry(
         role=artifact.role,
         name=artifact.name,
@@ -253,10 +253,10 @@ def commit_snapshots(
         media = ["application/json"] * len(built) + [SIGNATURE_MEDIA_TYPE] * len(built)
         if pool is not None and len(blobs) > 2:
             stored = list(
-                pool.map(lambda bm: _put_verified(objects, *bm), zip(blobs, media, strict=True))
+                pool.map(lambda bm: put_verified(objects, *bm), zip(blobs, media, strict=True))
             )
         else:
-            stored = [_put_verified(objects, b, m) for b, m in zip(blobs, media, strict=True)]
+            stored = [put_verified(objects, b, m) for b, m in zip(blobs, media, strict=True)]
         signatures = [r.sha256 for r in stored[len(built) :]]
         objects.flush()  # every object of these snapshots is durable before a row names it
 

@@ -50,6 +50,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
+def small_mount(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (root only): a real full disk and a real read-only file system."""
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+    ):
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "evidence-data"
     path.mkdir()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -168,25 +167,8 @@ def test_unreadable_store(env: dict[str, str], tmp_path: Path) -> None:
     assert_one_line_error(proc, "store_url", "unsupported object store URL")
 
 
-@pytest.fixture
-def tiny_mount(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "mnt"
-    mount.mkdir()
-    if (
-        os.geteuid() != 0
-        or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
-        ).returncode
-    ):
-        pytest.skip("needs root to mount a small tmpfs")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def test_full_disk(tiny_mount: Path, tmp_path: Path) -> None:
-    env = {"EVIDENCE_DATA_DIR": str(tiny_mount / "data")}
+def test_full_disk(small_mount: Path, tmp_path: Path) -> None:
+    env = {"EVIDENCE_DATA_DIR": str(small_mount / "data")}
     [kept] = ingest_json(env, SOR_CSV)
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(3 * 1024 * 1024))
@@ -197,10 +179,10 @@ def test_full_disk(tiny_mount: Path, tmp_path: Path) -> None:
     assert run_cli("verify", "--all", env=env).returncode == 0
 
 
-def test_read_only_data_folder(tiny_mount: Path) -> None:
-    env = {"EVIDENCE_DATA_DIR": str(tiny_mount / "data")}
+def test_read_only_data_folder(small_mount: Path) -> None:
+    env = {"EVIDENCE_DATA_DIR": str(small_mount / "data")}
     [kept] = ingest_json(env, SOR_CSV)
-    subprocess.run(["mount", "-o", "remount,ro", str(tiny_mount)], check=True)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_mount)], check=True)
     proc = run_cli("ingest", str(SOR_CSV), env=env)
     assert_one_line_error(proc, "read-only")
     # An archive on read-only media can still be listed and verified.

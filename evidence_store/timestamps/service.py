@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from evidence_store import custody
-from evidence_store.archive import EvidenceStore
+from evidence_store.archive import EvidenceStore, put_verified
 from evidence_store.index import Index
 from evidence_store.index.models import Snapshot, TimestampRecord
 from evidence_store.objects import ObjectStore
@@ -85,9 +85,8 @@ def timestamp_snapshots(
                     details={"failures": [list(f) for f in exc.failures]},
                 )
             continue
-        stored = evidence.objects.put(token.response_der, media_type=REPLY_MEDIA_TYPE)
-        if evidence.objects.hash_object(stored.sha256)[0] != stored.sha256:
-            raise TimestampError(f"timestamp reply sha256:{stored.sha256} did not read back")
+        stored = put_verified(evidence.objects, token.response_der, REPLY_MEDIA_TYPE)
+        evidence.objects.flush()  # durable before the row that names it
         with evidence.index.writing(custody.CUSTODY_LOCK) as session:
             session.add(
                 TimestampRecord(
