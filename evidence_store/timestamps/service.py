@@ -18,6 +18,7 @@ from evidence_store import custody
 from evidence_store.archive import EvidenceStore, put_verified
 from evidence_store.index import Index
 from evidence_store.index.models import Snapshot, TimestampRecord
+from evidence_store.index.models.timestamp import SUBJECT_SNAPSHOT
 from evidence_store.objects import ObjectStore
 from evidence_store.timestamps.client import request_timestamp
 from evidence_store.timestamps.verify import TimestampError, verify_token
@@ -90,6 +91,8 @@ def timestamp_snapshots(
         with evidence.index.writing(custody.CUSTODY_LOCK) as session:
             session.add(
                 TimestampRecord(
+                    subject=SUBJECT_SNAPSHOT,
+                    imprint=snapshot_id,
                     snapshot_id=snapshot_id,
                     tsa_url=token.tsa_url,
                     gen_time=token.gen_time,

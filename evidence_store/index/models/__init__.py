@@ -3,16 +3,20 @@
 from evidence_store.index.models.base import Base, UTCDateTime
 from evidence_store.index.models.collection import Collection
 from evidence_store.index.models.custody import CustodyEvent
+from evidence_store.index.models.hold import LegalHold
 from evidence_store.index.models.key import SigningKey
 from evidence_store.index.models.snapshot import Artifact, Snapshot
 from evidence_store.index.models.source import Run, Source
-from evidence_store.index.models.timestamp import TimestampRecord
+from evidence_store.index.models.timestamp import MerkleProof, MerkleTree, TimestampRecord
 
 __all__ = [
     "Artifact",
     "Base",
     "Collection",
     "CustodyEvent",
+    "LegalHold",
+    "MerkleProof",
+    "MerkleTree",
     "Run",
     "SigningKey",
     "Snapshot",

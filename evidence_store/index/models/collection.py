@@ -25,5 +25,8 @@ class Collection(Base):
     # transaction that adds the snapshot, under the collection's lock.
     chain_length: Mapped[int] = mapped_column(default=0)
     chain_head: Mapped[str | None] = mapped_column(String(64))
+    # Retention policy: snapshots older than this many days may be deleted (never under a legal
+    # hold); None keeps them for ever.
+    retention_days: Mapped[int | None]
 
     snapshots: Mapped[list[Snapshot]] = relationship(back_populates="collection", viewonly=True)

@@ -18,3 +18,7 @@ class SigningKey(Base):
     public_key: Mapped[str] = mapped_column(Text)  # raw key, base64
     created_at: Mapped[datetime]
     retired_at: Mapped[datetime | None]
+    # On rotation the previous key signs the new key's record: a signature object and the
+    # previous key's fingerprint, so the key history is itself a verifiable chain.
+    endorsed_by: Mapped[str | None] = mapped_column(String(71))
+    endorsement_sha256: Mapped[str | None] = mapped_column(String(64))

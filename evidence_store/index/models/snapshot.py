@@ -35,6 +35,9 @@ class Snapshot(Base):
     manifest_size: Mapped[int] = mapped_column(BigInteger)
     signature_sha256: Mapped[str] = mapped_column(String(64))
     key_fingerprint: Mapped[str] = mapped_column(ForeignKey("signing_keys.fingerprint"))
+    # Set when the retention policy deleted the artifacts; the manifest and signature stay, so
+    # the chain still verifies and the record of what existed (and its deletion) remains.
+    deleted_at: Mapped[datetime | None] = mapped_column(index=True)
 
     collection: Mapped[Collection] = relationship(back_populates="snapshots")
     artifacts: Mapped[list[Artifact]] = relationship(

@@ -1,4 +1,14 @@
-"""RFC 3161 timestamp tokens over snapshot ids (the SHA-256 of each manifest)."""
+"""RFC 3161 timestamp tokens, and the Merkle trees that let one token cover many snapshots.
+
+A token's ``imprint`` is the SHA-256 it was granted over. Its ``subject`` says what that is:
+
+- ``snapshot``: a snapshot id (the manifest's SHA-256), ``snapshot_id`` set;
+- ``merkle-root``: the root of a run's Merkle tree over snapshot ids, ``tree_id`` set; each
+  snapshot of the tree has a ``MerkleProof``;
+- ``custody-head``: the entry hash of the custody log's head, ``custody_event_id`` set.
+
+A snapshot is timestamped when it has a token of its own or a proof into a timestamped tree.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +19,53 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from evidence_store.index.models.base import Base
 
+SUBJECT_SNAPSHOT = "snapshot"
+SUBJECT_MERKLE_ROOT = "merkle-root"
+SUBJECT_CUSTODY_HEAD = "custody-head"
+
 
 class TimestampRecord(Base):
-    """One token a TSA granted; a snapshot without any is untimestamped (and retried)."""
+    """One token a TSA granted, stored as the whole reply (``.tsr``) in the object store."""
 
     __tablename__ = "timestamps"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    snapshot_id: Mapped[str] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    subject: Mapped[str] = mapped_column(String(20), default=SUBJECT_SNAPSHOT)
+    imprint: Mapped[str] = mapped_column(String(64), index=True)
+    snapshot_id: Mapped[str | None] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    tree_id: Mapped[int | None] = mapped_column(ForeignKey("merkle_trees.id"), index=True)
+    custody_event_id: Mapped[int | None] = mapped_column(ForeignKey("custody_events.id"))
     tsa_url: Mapped[str] = mapped_column(Text)
     gen_time: Mapped[datetime]
     serial_number: Mapped[str] = mapped_column(String(64))  # up to 160 bits: kept as text
     reply_sha256: Mapped[str] = mapped_column(String(64))  # the TimeStampResp object (.tsr)
     reply_size: Mapped[int] = mapped_column(BigInteger)
+    # The certificates the token carries, as a PEM bundle object (for `openssl ts -untrusted`).
+    chain_sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
+
+
+class MerkleTree(Base):
+    """An RFC 9162 tree over the ids of a run's snapshots, in archive order."""
+
+    __tablename__ = "merkle_trees"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    root: Mapped[str] = mapped_column(String(64), index=True)
+    tree_size: Mapped[int]
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    # The leaves as an object: one snapshot id per line, in leaf order. Anyone holding it can
+    # rebuild the tree and every proof.
+    leaves_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class MerkleProof(Base):
+    """A snapshot's place in a tree: its leaf index and audit path (hex hashes, leaf upwards)."""
+
+    __tablename__ = "merkle_proofs"
+
+    snapshot_id: Mapped[str] = mapped_column(ForeignKey("snapshots.id"), primary_key=True)
+    tree_id: Mapped[int] = mapped_column(ForeignKey("merkle_trees.id"), index=True)
+    leaf_index: Mapped[int]
+    path: Mapped[str] = mapped_column(Text)  # comma-separated hex; empty for a one-leaf tree

@@ -16,25 +16,26 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from evidence_store import custody
 from evidence_store.archive import archive
 from evidence_store.errors import EvidenceError
 from evidence_store.queries import list_snapshots, resolve_snapshot, snapshot_info
 from evidence_store.sweep import sweep as sweep_store
 from evidence_store.verify import verify as verify_snapshots
-from jobs.config import Settings, load_settings
+from jobs.cli.common import (
+    JsonOption,
+    bytes_progress,
+    err,
+    out,
+    print_json,
+    record_custody,
+    short,
+    state,
+)
+from jobs.config import Settings
 from jobs.context import open_evidence, open_index
 from schemas import Capture, CaptureArtifact, format_rfc3339
 
@@ -57,25 +58,6 @@ app.add_typer(config_app, name="config")
 app.add_typer(export_app, name="export")
 app.add_typer(timestamp_app, name="timestamp")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-
-
-class State:
-    config_path: Path | None = None
-    _settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.config_path)
-        return self._settings
-
-
-state = State()
-
 
 @app.callback()
 def _root(
@@ -86,17 +68,6 @@ def _root(
 ) -> None:
     state.config_path = config
     state._settings = None
-
-
-def _record_custody(index: Any, **event: Any) -> None:
-    """Log an access in the custody log; on read-only media say that it could not be logged."""
-    if index.read_only:
-        err.print(
-            f"[yellow]warning:[/] custody log not updated ({event['action']}): read-only index"
-        )
-        return
-    with index.writing(custody.CUSTODY_LOCK) as session:
-        custody.record(session, **event)
 
 
 def _timestamp_new(evidence: Any, ids: list[str]) -> dict[str, str | None]:
@@ -123,26 +94,6 @@ def _timestamp_new(evidence: Any, ids: list[str]) -> dict[str, str | None]:
     return result
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def _short(digest: str) -> str:
-    return digest[:16]
-
-
-def _bytes_progress(description: str) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
-
-
 # -- db ------------------------------------------------------------------------------------
 @db_app.command("upgrade")
 def db_upgrade(as_json: JsonOption = False) -> None:
@@ -151,7 +102,7 @@ def db_upgrade(as_json: JsonOption = False) -> None:
     before = index.current_revision()
     after = index.upgrade()
     if as_json:
-        _print_json({"database": index.describe(), "from": before, "to": after})
+        print_json({"database": index.describe(), "from": before, "to": after})
     else:
         out.print(f"index {escape(index.describe())}: schema {before or 'empty'} -> {after}")
 
@@ -162,7 +113,7 @@ def db_status(as_json: JsonOption = False) -> None:
     index = open_index(state.settings, auto_migrate=False)
     current, head = index.current_revision(), index.head_revision()
     if as_json:
-        _print_json(
+        print_json(
             {
                 "database": index.describe(),
                 "current": current,
@@ -236,7 +187,7 @@ def ingest(
     evidence = open_evidence(state.settings)
     evidence.objects.check()
     results = []
-    with _bytes_progress("archiving") as progress:
+    with bytes_progress("archiving") as progress:
         task = progress.add_task("archiving", total=sum(p.stat().st_size for p in files))
         for path, capture in zip(files, captures, strict=True):
             progress.update(task, description=f"archiving {path.name}")
@@ -245,7 +196,7 @@ def ingest(
             progress.advance(task, path.stat().st_size)
     stamps = _timestamp_new(evidence, [a.id for _, a in results])
     if as_json:
-        _print_json(
+        print_json(
             [
                 {
                     "file": str(path),
@@ -264,7 +215,7 @@ def ingest(
         table.add_column(column, overflow="fold")
     for path, a in results:
         art = a.manifest.artifacts[0]
-        table.add_row(_short(a.id), str(a.sequence), escape(path.name), f"{art.size:,}", art.sha256)
+        table.add_row(short(a.id), str(a.sequence), escape(path.name), f"{art.size:,}", art.sha256)
     out.print(table)
 
 
@@ -339,7 +290,7 @@ def capture(
         )
     stamps = _timestamp_new(evidence, [o.snapshot for o in outcomes if o.snapshot])
     if as_json:
-        _print_json(
+        print_json(
             [
                 o.model_dump(mode="json") | {"timestamp": stamps.get(o.snapshot or "")}
                 for o in outcomes
@@ -352,7 +303,7 @@ def capture(
         for o in outcomes:
             digests = "\n".join(f"{a.role} {a.sha256[:16]}" for a in o.artifacts)
             table.add_row(
-                _short(o.snapshot) if o.snapshot else "-",
+                short(o.snapshot) if o.snapshot else "-",
                 o.outcome if o.mode != "robots" else "robots.txt",
                 str(o.status or "-"),
                 escape(o.final_url or o.url),
@@ -383,7 +334,7 @@ def snapshots_list(
     with index.session() as session:
         infos = list_snapshots(session, collection=collection, limit=limit)
     if as_json:
-        _print_json([i.model_dump(mode="json") for i in infos])
+        print_json([i.model_dump(mode="json") for i in infos])
         return
     table = Table(title=f"{len(infos)} snapshot(s)", box=box.SIMPLE_HEAD, pad_edge=False)
     # Ids and times never wrap (they are copied into commands); the free text takes the rest.
@@ -395,7 +346,7 @@ def snapshots_list(
     table.add_column("source / note", overflow="ellipsis", no_wrap=True, max_width=24)
     for i in infos:
         table.add_row(
-            _short(i.id),
+            short(i.id),
             escape(i.collection),
             str(i.sequence),
             i.captured_at.strftime("%Y-%m-%d %H:%M:%SZ"),
@@ -416,9 +367,9 @@ def snapshots_show(
     with evidence.index.session() as session:
         info = snapshot_info(resolve_snapshot(session, snapshot))
     manifest = json.loads(evidence.objects.get(info.id))
-    _record_custody(evidence.index, action="viewed", actor=settings.actor, snapshot_id=info.id)
+    record_custody(evidence.index, action="viewed", actor=settings.actor, snapshot_id=info.id)
     if as_json:
-        _print_json({"snapshot": info.model_dump(mode="json"), "manifest": manifest})
+        print_json({"snapshot": info.model_dump(mode="json"), "manifest": manifest})
         return
     out.print(f"[bold]snapshot[/] {info.id}")
     out.print(
@@ -465,7 +416,7 @@ def verify(
     if snapshots:
         with evidence.index.session() as session:
             ids = [resolve_snapshot(session, ref).id for ref in snapshots]
-    with _bytes_progress("verifying") as progress:
+    with bytes_progress("verifying") as progress:
         task = progress.add_task("verifying", total=None)
         report = verify_snapshots(
             evidence.objects,
@@ -476,7 +427,7 @@ def verify(
             on_total=lambda total: progress.update(task, total=total),
             timestamp_anchors=_anchors(settings),
         )
-    _record_custody(
+    record_custody(
         evidence.index,
         action="verified",
         actor=settings.actor,
@@ -488,7 +439,7 @@ def verify(
         },
     )
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         for problem in report.problems:
             err.print(f"[red]PROBLEM[/] {escape(str(problem))}")
@@ -526,7 +477,7 @@ def timestamp_retry(
     config = settings.timestamp_settings()
     if list_only or not pending:
         if as_json:
-            _print_json({"untimestamped": pending})
+            print_json({"untimestamped": pending})
         else:
             for sid in pending:
                 out.print(sid)
@@ -538,7 +489,7 @@ def timestamp_retry(
         )
     run = timestamp_snapshots(evidence, pending, config)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "timestamped": [
                     {"snapshot": s, "gen_time": t, "tsa": u} for s, t, u in run.timestamped
@@ -572,7 +523,7 @@ def store_sweep(
         evidence.objects, evidence.index, actor=evidence.actor, remove_temporary=remove_temporary
     )
     if as_json:
-        _print_json(report.__dict__)
+        print_json(report.__dict__)
         return
     for digest in report.orphans:
         out.print(f"orphan sha256:{digest}")
@@ -613,7 +564,7 @@ def export_wacz_command(
     with open(path, "rb") as stream:
         digest = hashlib.file_digest(stream, "sha256").hexdigest()
     for snapshot_id in ids:
-        _record_custody(
+        record_custody(
             evidence.index,
             action="exported",
             actor=settings.actor,
@@ -621,7 +572,7 @@ def export_wacz_command(
             details={"format": "wacz", "file": str(path.absolute()), "sha256": digest},
         )
     if as_json:
-        _print_json({"file": str(path), "sha256": digest, "snapshots": ids})
+        print_json({"file": str(path), "sha256": digest, "snapshots": ids})
     else:
         out.print(f"wrote {escape(str(path))} ({path.stat().st_size:,} bytes, sha256 {digest})")
 
@@ -632,7 +583,7 @@ def config_show(as_json: JsonOption = False) -> None:
     """Show the effective configuration (secrets hidden)."""
     view = state.settings.public_view()
     if as_json:
-        _print_json(view)
+        print_json(view)
         return
     table = Table(title="effective configuration")
     table.add_column("setting")

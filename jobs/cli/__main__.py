@@ -1,0 +1,3 @@
+from jobs.cli.main import main
+
+main()
