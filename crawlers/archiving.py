@@ -80,6 +80,7 @@ def build_capture(
     note: str | None,
     run_id: str | None,
     operator: str | None,
+    source: str | None = None,
     user_agent: str | None,
 ) -> Capture:
     """Write the page's WARC into ``workdir`` and describe every artifact for archive()."""
@@ -146,6 +147,7 @@ def build_capture(
         captured_at=page.started_at,
         source_url=metadata["requested_url"],
         run_id=run_id,
+        source=source,
         note=note,
         metadata=metadata,
         artifacts=artifacts,

@@ -36,6 +36,7 @@ class ArchivePipeline:
         self.collection = settings.get("EVIDENCE_COLLECTION", "default")
         self.note = settings.get("EVIDENCE_NOTE")
         self.run_id = settings.get("EVIDENCE_RUN_ID")
+        self.source = settings.get("EVIDENCE_SOURCE")
         self.operator = settings.get("EVIDENCE_OPERATOR") or evidence.actor
         self.user_agent = settings.get("USER_AGENT")
         self.redactor = Redactor(
@@ -86,6 +87,7 @@ class ArchivePipeline:
             collection=self.collection,
             note=self.note,
             run_id=self.run_id,
+            source=self.source,
             operator=self.operator,
             user_agent=self.user_agent,
         )

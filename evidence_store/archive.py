@@ -129,17 +129,20 @@ def _trust_key(session: Session, signer: Signer) -> None:
         )
 
 
+def source_row(session: Session, name: str, *, kind: str, url: str | None = None) -> Source:
+    """The source called ``name``, created on first use."""
+    source = session.scalars(select(Source).where(Source.name == name)).first()
+    if source is None:
+        source = Source(name=name, kind=kind, url=url, created_at=utc_now())
+        session.add(source)
+        session.flush()
+    return source
+
+
 def _source_id(session: Session, capture: Capture) -> int | None:
     if capture.source is None:
         return None
-    source = session.scalars(select(Source).where(Source.name == capture.source)).first()
-    if source is None:
-        source = Source(
-            name=capture.source, kind=capture.kind, url=capture.source_url, created_at=utc_now()
-        )
-        session.add(source)
-        session.flush()
-    return source.id
+    return source_row(session, capture.source, kind=capture.kind, url=capture.source_url).id
 
 
 def store_artifacts(objects: ObjectStore, capture: Capture) -> list[ArtifactEntry]:

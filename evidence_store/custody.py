@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from evidence_store.index.models import CustodyEvent
@@ -19,6 +19,8 @@ from evidence_store.manifest import canonical_json
 from schemas import format_rfc3339, utc_now
 
 CUSTODY_LOCK = "custody"
+# Events about a Merkle tree name it in their details (tree id), not in snapshot_id.
+TREE_ACTIONS = ("merkle-tree", "timestamped", "timestamp-failed")
 
 
 def entry_hash(
@@ -99,3 +101,94 @@ def append(session: Session, events: list[Event]) -> list[str]:
 def record(session: Session, **event: Any) -> str:
     """Append one event (keyword arguments of ``Event``); returns its entry hash."""
     return append(session, [Event(**event)])[0]
+
+
+def _recomputed(entry: CustodyEvent) -> str:
+    return entry_hash(
+        previous_hash=entry.previous_hash,
+        occurred_at=entry.occurred_at,
+        actor=entry.actor,
+        action=entry.action,
+        snapshot_id=entry.snapshot_id,
+        collection_id=entry.collection_id,
+        reason=entry.reason,
+        details=entry.details,
+    )
+
+
+@dataclass
+class LogCheck:
+    """What walking the custody log found."""
+
+    entries: int = 0
+    head: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def verify_log(session: Session, *, batch: int = 10_000) -> LogCheck:
+    """Walk the whole log in order and check every link and every entry's hash.
+
+    An edited entry no longer matches its hash; a deleted or moved entry breaks the link of the
+    entry after it. Entries cut from the end leave a consistent but shorter chain: that is what
+    the timestamps of the head (`evidence custody anchor`) expose.
+    """
+    check = LogCheck()
+    previous: str | None = None
+    last_id = 0
+    while True:
+        entries = list(
+            session.scalars(
+                select(CustodyEvent)
+                .where(CustodyEvent.id > last_id)
+                .order_by(CustodyEvent.id)
+                .limit(batch)
+            )
+        )
+        if not entries:
+            break
+        for entry in entries:
+            check.entries += 1
+            if entry.previous_hash != previous:
+                check.problems.append(
+                    f"custody entry {entry.id} ({entry.action}) names previous entry hash "
+                    f"{entry.previous_hash}, but the entry before it has {previous}: an entry "
+                    "was removed, inserted or moved"
+                )
+            actual = _recomputed(entry)
+            if actual != entry.entry_hash:
+                check.problems.append(
+                    f"custody entry {entry.id} ({entry.action}) was altered: its content hashes "
+                    f"to {actual}, the log records {entry.entry_hash}"
+                )
+            previous = entry.entry_hash
+            last_id = entry.id
+        session.expunge_all()  # a long log is walked in batches, not held in memory
+    check.head = previous
+    return check
+
+
+def events_of(
+    session: Session,
+    snapshot_id: str,
+    *,
+    collection_id: int | None = None,
+    tree_id: int | None = None,
+) -> list[CustodyEvent]:
+    """The custody entries about a snapshot, oldest first: those naming it, those about its
+    whole collection (holds, retention), and those about the Merkle tree that covers it."""
+    about = CustodyEvent.snapshot_id == snapshot_id
+    if collection_id is not None:
+        about = or_(
+            about,
+            and_(CustodyEvent.collection_id == collection_id, CustodyEvent.snapshot_id.is_(None)),
+        )
+    if tree_id is not None:
+        about = or_(about, CustodyEvent.action.in_(TREE_ACTIONS))
+    found = session.scalars(select(CustodyEvent).where(about).order_by(CustodyEvent.id))
+    return [
+        e
+        for e in found
+        if e.snapshot_id == snapshot_id
+        or e.action not in TREE_ACTIONS
+        or (tree_id is not None and e.details.get("tree") == tree_id)
+    ]

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from evidence_store import custody
 from evidence_store.index import Index
-from evidence_store.index.models import Artifact, Snapshot, TimestampRecord
+from evidence_store.index.models import Artifact, MerkleTree, SigningKey, Snapshot, TimestampRecord
 from evidence_store.objects import LocalStore, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,21 @@ def referenced_digests(index: Index) -> set[str]:
     with index.session() as session:
         refs = set(session.scalars(select(Artifact.sha256)))
         refs.update(session.scalars(select(TimestampRecord.reply_sha256)))
+        refs.update(
+            session.scalars(
+                select(TimestampRecord.chain_sha256).where(
+                    TimestampRecord.chain_sha256.is_not(None)
+                )
+            )
+        )
+        refs.update(session.scalars(select(MerkleTree.leaves_sha256)))
+        refs.update(
+            session.scalars(
+                select(SigningKey.endorsement_sha256).where(
+                    SigningKey.endorsement_sha256.is_not(None)
+                )
+            )
+        )
         for snap_id, sig in session.execute(select(Snapshot.id, Snapshot.signature_sha256)):
             refs.add(snap_id)
             refs.add(sig)

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -63,7 +64,10 @@ class VerifyReport:
     bytes_hashed: int = 0
     collections: int = 0
     timestamps: int = 0  # tokens verified (when trust anchors were given)
+    untimestamped: int = 0  # snapshots no verified token covers
+    custody: dict[str, Any] | None = None  # the custody log's check, when it was asked for
     problems: list[Problem] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)  # one summary per snapshot
 
     @property
     def ok(self) -> bool:
@@ -98,7 +102,10 @@ def _hash(objects: ObjectStore, digest: str, progress: ProgressCallback | None) 
 
 
 def _check_manifest(
-    objects: ObjectStore, snap: Snapshot, trusted: dict[str, str]
+    objects: ObjectStore,
+    snap: Snapshot,
+    trusted: dict[str, str],
+    retired: dict[str, datetime] | None = None,
 ) -> tuple[Manifest | None, list[Problem]]:
     problems: list[Problem] = []
 
@@ -153,6 +160,15 @@ def _check_manifest(
     if trusted.get(fp) != manifest.signer.public_key:
         problem(
             "key-untrusted", "the manifest is signed by a key the index does not trust", actual=fp
+        )
+    # A retired key's private half may have leaked: what it signs afterwards is not ours.
+    retired_at = (retired or {}).get(fp)
+    if retired_at is not None and manifest.archived_at > retired_at:
+        problem(
+            "key-retired",
+            f"signed by key {fp} after its retirement at {format_rfc3339(retired_at)}",
+            expected=f"archived_at <= {format_rfc3339(retired_at)}",
+            actual=format_rfc3339(manifest.archived_at),
         )
     if fp != snap.key_fingerprint:
         problem(
@@ -294,8 +310,13 @@ def verify(
     progress: ProgressCallback | None = None,
     on_total: Callable[[int], None] | None = None,
     timestamp_anchors: Sequence[bytes] | None = None,
+    custody_log: bool = False,
 ) -> VerifyReport:
-    """Verify the given snapshots (all when ``snapshot_ids`` is None) from their bytes."""
+    """Verify the given snapshots (all when ``snapshot_ids`` is None) from their bytes.
+
+    With ``timestamp_anchors``, their tokens (own, or their Merkle tree's with the inclusion
+    proof) are verified too; with ``custody_log``, the whole custody log and its anchors.
+    """
     report = VerifyReport(started_at=format_rfc3339(utc_now()))
     with index.session() as session:
         query = select(Snapshot).options(
@@ -311,13 +332,19 @@ def verify(
             prev_ids = {s.previous_id for s in selected if s.previous_id}
             chain_rows = selected + list(session.scalars(query.where(Snapshot.id.in_(prev_ids))))
         collections = list(session.scalars(select(Collection)))
-        trusted = {k.fingerprint: k.public_key for k in session.scalars(select(SigningKey))}
+        keys = list(session.scalars(select(SigningKey)))
+        trusted = {k.fingerprint: k.public_key for k in keys}
+        retired = {k.fingerprint: k.retired_at for k in keys if k.retired_at is not None}
 
     report.snapshots = len(selected)
     report.collections = len({s.collection_id for s in selected})
     sizes: dict[str, int] = {}
     owners: dict[str, list[tuple[Snapshot, str]]] = defaultdict(list)
     for snap in selected:
+        if snap.deleted_at is not None:
+            # The retention policy removed its artifacts; manifest, signature and chain stay
+            # and are still checked.
+            continue
         for art in snap.artifacts:
             sizes[art.sha256] = art.size
             owners[art.sha256].append((snap, f"#{art.position} {art.role} {art.name}"))
@@ -332,7 +359,7 @@ def verify(
         order = sorted(sizes, key=lambda d: -sizes[d])
         hash_jobs = {d: pool.submit(_hash, objects, d, progress) for d in order}
         for snap in selected:
-            report.problems.extend(_check_manifest(objects, snap, trusted)[1])
+            report.problems.extend(_check_manifest(objects, snap, trusted, retired)[1])
         for digest, job in hash_jobs.items():
             hashed = job.result()
             report.objects += 1
@@ -345,14 +372,59 @@ def verify(
     report.problems.extend(
         _check_chains(chain_rows if complete else selected, collections, complete)
     )
+    times: dict[str, list[dict[str, Any]]] = {}
     if timestamp_anchors is not None:
         from evidence_store.timestamps.service import check_tokens
 
-        ids = [s.id for s in selected]
-        report.timestamps, token_problems = check_tokens(objects, index, ids, timestamp_anchors)
+        tokens = check_tokens(objects, index, [s.id for s in selected], timestamp_anchors)
+        report.timestamps, times = tokens.verified, tokens.times
         report.problems.extend(
-            Problem("timestamp-invalid", message, snapshot=snap) for snap, message in token_problems
+            Problem("timestamp-invalid", message, snapshot=snap)
+            for snap, message in tokens.problems
         )
+        report.untimestamped = sum(1 for s in selected if s.id not in times)
+    if custody_log:
+        report.problems.extend(_check_custody(objects, index, timestamp_anchors, report))
     report.problems.sort(key=lambda p: (p.snapshot or "", p.kind, p.artifact or ""))
+    counts: dict[str, int] = defaultdict(int)
+    for problem in report.problems:
+        counts[problem.snapshot or ""] += 1
+    report.results = [
+        {
+            "snapshot": snap.id,
+            "collection": snap.collection.name,
+            "sequence": snap.sequence,
+            "captured_at": format_rfc3339(snap.captured_at),
+            "artifacts": len(snap.artifacts),
+            "bytes": sum(a.size for a in snap.artifacts),
+            "timestamps": times.get(snap.id, []),
+            "problems": counts.get(snap.id, 0),
+        }
+        for snap in selected
+    ]
     report.finished_at = format_rfc3339(utc_now())
     return report
+
+
+def _check_custody(
+    objects: ObjectStore,
+    index: Index,
+    timestamp_anchors: Sequence[bytes] | None,
+    report: VerifyReport,
+) -> list[Problem]:
+    """Walk the custody log's chain and check the timestamps of its anchored heads."""
+    from evidence_store.custody import verify_log
+    from evidence_store.timestamps.service import check_custody_anchors
+
+    with index.session() as session:
+        log = verify_log(session)
+        anchored, anchor_problems = check_custody_anchors(objects, session, timestamp_anchors)
+    report.custody = {
+        "entries": log.entries,
+        "head": log.head,
+        "anchors_verified": anchored,
+        "ok": not log.problems and not anchor_problems,
+    }
+    return [Problem("custody-log", message) for message in log.problems] + [
+        Problem("custody-anchor", message) for message in anchor_problems
+    ]

@@ -73,6 +73,16 @@ class TimestampConfig(BaseModel):
         default_factory=list, description="PEM files of the CAs trusted to issue timestamps"
     )
     timeout: float = Field(default=10.0, gt=0, le=300, description="seconds per TSA")
+    mode: Literal["snapshot", "merkle"] = Field(
+        default="snapshot",
+        description="one token per snapshot, or one per run over a Merkle tree of its snapshots",
+    )
+    sources: dict[str, Literal["snapshot", "merkle"]] = Field(
+        default_factory=dict, description="per-source mode, by source name (overrides mode)"
+    )
+    anchor_custody: bool = Field(
+        default=True, description="timestamp the custody log's head after each run"
+    )
 
     @field_validator("tsa_urls")
     @classmethod
@@ -164,6 +174,8 @@ class Settings(BaseSettings):
             tsa_urls=tuple(self.timestamps.tsa_urls),
             trust_anchors=tuple(p.expanduser().absolute() for p in self.timestamps.trust_anchors),
             timeout=self.timestamps.timeout,
+            mode=self.timestamps.mode,
+            source_modes=dict(self.timestamps.sources),
         )
 
     def store_options(self) -> dict[str, Any]:

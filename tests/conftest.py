@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from evidence_store.archive import EvidenceStore
 from evidence_store.objects import LocalStore, ObjectStore
+from fixtures.tsa import LocalTSA
 
 STORE_KINDS = ["local", "s3"]
 
@@ -187,3 +189,24 @@ def run_cli(
             f"evidence {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+@pytest.fixture(scope="module")
+def tsa() -> Iterator[LocalTSA]:
+    """The local test TSA (fixtures/tsa), one per test module."""
+    with LocalTSA() as running:
+        yield running
+
+
+@pytest.fixture
+def tsa_env(tsa: LocalTSA, tmp_path: Path, db_url: str) -> dict[str, str]:
+    """EVIDENCE_* settings for a fresh archive that timestamps with the local TSA."""
+    ca = tmp_path / "tsa-ca.pem"
+    ca.write_bytes(tsa.ca_pem)
+    return {
+        "EVIDENCE_DATA_DIR": str(tmp_path / "data"),
+        "EVIDENCE_DB_URL": db_url,
+        "EVIDENCE_TIMESTAMPS__TSA_URLS": json.dumps([tsa.url]),
+        "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps([str(ca)]),
+        "EVIDENCE_TIMESTAMPS__TIMEOUT": "3",
+    }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,23 +21,9 @@ SAMPLE = (
 )
 
 
-@pytest.fixture(scope="module")
-def tsa() -> Iterator[LocalTSA]:
-    with LocalTSA() as running:
-        yield running
-
-
 @pytest.fixture
-def env(tsa: LocalTSA, tmp_path: Path, db_url: str) -> dict[str, str]:
-    ca = tmp_path / "tsa-ca.pem"
-    ca.write_bytes(tsa.ca_pem)
-    return {
-        "EVIDENCE_DATA_DIR": str(tmp_path / "data"),
-        "EVIDENCE_DB_URL": db_url,
-        "EVIDENCE_TIMESTAMPS__TSA_URLS": json.dumps([tsa.url]),
-        "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps([str(ca)]),
-        "EVIDENCE_TIMESTAMPS__TIMEOUT": "3",
-    }
+def env(tsa_env: dict[str, str]) -> dict[str, str]:
+    return tsa_env
 
 
 def reply_path(env: dict[str, str], snapshot: str) -> Path:
@@ -102,8 +87,13 @@ def test_tampered_or_untrusted_token_is_reported(env: dict[str, str], tmp_path: 
     untrusted = env | {"EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps([str(stranger)])}
     proc = run_cli("verify", "--all", "--json", env=untrusted)
     assert proc.returncode == 1
-    [problem] = json.loads(proc.stdout)["problems"]
-    assert problem["kind"] == "timestamp-invalid" and problem["snapshot"] == result["snapshot"]
+    problems = json.loads(proc.stdout)["problems"]
+    # The snapshot's token and the custody log's anchor both come from the now-untrusted TSA.
+    assert {(p["kind"], p["snapshot"]) for p in problems} == {
+        ("timestamp-invalid", result["snapshot"]),
+        ("custody-anchor", None),
+    }
+    assert all("not signed by a trusted TSA" in p["message"] for p in problems)
     path = reply_path(env, result["snapshot"])
     os.chmod(path, 0o644)
     data = bytearray(path.read_bytes())
@@ -119,4 +109,6 @@ def test_sweep_counts_tokens_as_referenced(env: dict[str, str]) -> None:
     run_cli("ingest", str(SAMPLE), env=env, check=True)
     report = json.loads(run_cli("store", "sweep", "--json", env=env, check=True).stdout)
     assert report["orphans"] == []
-    assert report["referenced"] == 4  # artifact, manifest, signature, timestamp reply
+    # artifact, manifest, signature, the snapshot's token, the custody head's token, and the
+    # TSA's certificate chain (one object: both tokens carry the same chain)
+    assert report["referenced"] == 6

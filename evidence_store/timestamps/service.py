@@ -1,39 +1,76 @@
-"""Timestamping archived snapshots and checking their tokens.
+"""Timestamping archived snapshots, and checking their tokens.
 
-After a snapshot is committed, its id (the manifest's SHA-256) is sent to the configured TSAs
-in order. The reply (``.tsr``) is stored as an object and indexed; when no TSA answers, the
-snapshot stays untimestamped — reported by the CLI, listed by `evidence timestamp retry`,
-logged in the custody log — and a later retry timestamps it. Nothing is dropped silently.
+After snapshots are committed they are timestamped in one of two ways, chosen per source
+(:meth:`TimestampSettings.mode_for`):
+
+- ``snapshot``: one token per snapshot, over its id (the manifest's SHA-256);
+- ``merkle``: one RFC 9162 Merkle tree over the ids of the run's snapshots, committed with an
+  inclusion proof per snapshot, then one token over the tree's root. For bulk sources this
+  costs one TSA request per run instead of one per snapshot.
+
+Each TSA reply (``.tsr``) and the certificates its token carries (a PEM bundle, for
+``openssl ts -verify -untrusted``) are stored as objects and indexed. When no TSA answers, the
+snapshot (or tree) stays untimestamped: it is reported, logged in the custody log and listed by
+`evidence timestamp retry`, which asks again later. Nothing is dropped silently.
+
+The custody log's head is timestamped the same way (:func:`anchor_custody_head`), so that
+entries removed from its end after an anchor are detected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
 from evidence_store import custody
 from evidence_store.archive import EvidenceStore, put_verified
+from evidence_store.errors import EvidenceError
 from evidence_store.index import Index
-from evidence_store.index.models import Snapshot, TimestampRecord
-from evidence_store.index.models.timestamp import SUBJECT_SNAPSHOT
+from evidence_store.index.models import (
+    CustodyEvent,
+    MerkleProof,
+    MerkleTree,
+    Snapshot,
+    TimestampRecord,
+)
+from evidence_store.index.models.timestamp import (
+    SUBJECT_CUSTODY_HEAD,
+    SUBJECT_MERKLE_ROOT,
+    SUBJECT_SNAPSHOT,
+)
 from evidence_store.objects import ObjectStore
-from evidence_store.timestamps.client import request_timestamp
+from evidence_store.timestamps.client import TimestampToken, request_timestamp
+from evidence_store.timestamps.merkle import (
+    inclusion_proofs,
+    leaf_hash,
+    merkle_root,
+    verify_inclusion,
+)
 from evidence_store.timestamps.verify import TimestampError, verify_token
 from schemas import utc_now
 
 REPLY_MEDIA_TYPE = "application/timestamp-reply"
+CHAIN_MEDIA_TYPE = "application/pem-certificate-chain"
+LEAVES_MEDIA_TYPE = "text/vnd.dsa-evidence.merkle-leaves"
+MODES = ("snapshot", "merkle")
 
 
 @dataclass(frozen=True)
 class TimestampSettings:
-    """Which TSAs to ask, how long to wait, and which CAs to trust for their tokens."""
+    """Which TSAs to ask, how long to wait, which CAs to trust, and how to timestamp a source."""
 
     tsa_urls: tuple[str, ...] = ()
     trust_anchors: tuple[Path, ...] = ()
     timeout: float = 10.0
+    mode: str = "snapshot"
+    source_modes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def enabled(self) -> bool:
@@ -42,6 +79,12 @@ class TimestampSettings:
     def anchors(self) -> list[bytes]:
         return [path.read_bytes() for path in self.trust_anchors]
 
+    def mode_for(self, source: str | None) -> str:
+        """``snapshot`` or ``merkle``: the source's own choice, else the default."""
+        if source is not None and source in self.source_modes:
+            return self.source_modes[source]
+        return self.mode
+
 
 @dataclass
 class TimestampRun:
@@ -49,105 +92,471 @@ class TimestampRun:
 
     timestamped: list[tuple[str, str, str]] = field(default_factory=list)  # id, time, tsa
     failed: list[tuple[str, str]] = field(default_factory=list)  # id, reason
+    trees: list[int] = field(default_factory=list)  # Merkle trees built or retried
 
 
-def untimestamped(evidence: EvidenceStore) -> list[str]:
-    """Ids of snapshots that no TSA has timestamped yet, oldest first."""
-    with evidence.index.session() as session:
-        stamped = select(TimestampRecord.snapshot_id)
-        query = (
-            select(Snapshot.id).where(Snapshot.id.not_in(stamped)).order_by(Snapshot.archived_at)
-        )
-        return list(session.scalars(query))
+# -- storing tokens --------------------------------------------------------------------------
+def _chain_pem(token: TimestampToken) -> bytes | None:
+    certificates = token.info.certificates
+    if not certificates:
+        return None
+    return b"".join(
+        x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM) for der in certificates
+    )
 
 
+def _store_token(session: Session, token: TimestampToken, **subject: Any) -> TimestampRecord:
+    """Add the index row of a token whose objects are already stored (see _put_token)."""
+    record = TimestampRecord(
+        tsa_url=token.tsa_url,
+        gen_time=token.gen_time,
+        serial_number=str(token.serial_number),
+        created_at=utc_now(),
+        **subject,
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
+def _put_token(evidence: EvidenceStore, token: TimestampToken) -> dict[str, Any]:
+    """Store the reply and its certificate chain, durably, before any row names them."""
+    reply = put_verified(evidence.objects, token.response_der, REPLY_MEDIA_TYPE)
+    chain = _chain_pem(token)
+    chain_sha256 = put_verified(evidence.objects, chain, CHAIN_MEDIA_TYPE).sha256 if chain else None
+    evidence.objects.flush()
+    return {"reply_sha256": reply.sha256, "reply_size": reply.size, "chain_sha256": chain_sha256}
+
+
+def _request(evidence: EvidenceStore, digest_hex: str, config: TimestampSettings) -> TimestampToken:
+    anchors = config.anchors() or None
+    return request_timestamp(
+        bytes.fromhex(digest_hex), config.tsa_urls, timeout=config.timeout, trust_anchors=anchors
+    )
+
+
+def _token_details(token: TimestampToken, objects: dict[str, Any]) -> dict[str, Any]:
+    details = {
+        "tsa": token.tsa_url,
+        "gen_time": token.gen_time.isoformat(),
+        "reply_sha256": objects["reply_sha256"],
+    }
+    if token.skipped:
+        details["skipped"] = [list(s) for s in token.skipped]
+    return details
+
+
+# -- per snapshot ----------------------------------------------------------------------------
 def timestamp_snapshots(
     evidence: EvidenceStore, snapshot_ids: Sequence[str], config: TimestampSettings
 ) -> TimestampRun:
     """Ask the TSAs for a token over each snapshot id; store and index every token granted."""
     run = TimestampRun()
-    anchors = config.anchors() or None
     for snapshot_id in snapshot_ids:
         try:
-            token = request_timestamp(
-                bytes.fromhex(snapshot_id),
-                config.tsa_urls,
-                timeout=config.timeout,
-                trust_anchors=anchors,
-            )
+            token = _request(evidence, snapshot_id, config)
         except TimestampError as exc:
             run.failed.append((snapshot_id, str(exc)))
-            with evidence.index.writing(custody.CUSTODY_LOCK) as session:
-                custody.record(
-                    session,
-                    action="timestamp-failed",
-                    actor=evidence.actor,
-                    snapshot_id=snapshot_id,
-                    details={"failures": [list(f) for f in exc.failures]},
-                )
+            _log_failure(evidence, exc, snapshot_id=snapshot_id)
             continue
-        stored = put_verified(evidence.objects, token.response_der, REPLY_MEDIA_TYPE)
-        evidence.objects.flush()  # durable before the row that names it
+        stored = _put_token(evidence, token)
         with evidence.index.writing(custody.CUSTODY_LOCK) as session:
-            session.add(
-                TimestampRecord(
-                    subject=SUBJECT_SNAPSHOT,
-                    imprint=snapshot_id,
-                    snapshot_id=snapshot_id,
-                    tsa_url=token.tsa_url,
-                    gen_time=token.gen_time,
-                    serial_number=str(token.serial_number),
-                    reply_sha256=stored.sha256,
-                    reply_size=stored.size,
-                    created_at=utc_now(),
-                )
+            _store_token(
+                session,
+                token,
+                subject=SUBJECT_SNAPSHOT,
+                imprint=snapshot_id,
+                snapshot_id=snapshot_id,
+                **stored,
             )
-            session.flush()
             custody.record(
                 session,
                 action="timestamped",
                 actor=evidence.actor,
                 snapshot_id=snapshot_id,
-                details={
-                    "tsa": token.tsa_url,
-                    "gen_time": token.gen_time.isoformat(),
-                    "reply_sha256": stored.sha256,
-                },
+                details=_token_details(token, stored),
             )
         run.timestamped.append((snapshot_id, token.gen_time.isoformat(), token.tsa_url))
     return run
 
 
-def check_tokens(
-    objects: ObjectStore, index: Index, snapshot_ids: Sequence[str], anchors: Sequence[bytes]
-) -> tuple[int, list[tuple[str, str]]]:
-    """Verify every stored token of these snapshots: (tokens verified, [(snapshot, problem)])."""
-    problems: list[tuple[str, str]] = []
-    verified = 0
-    with index.session() as session:
-        records = list(
+def _log_failure(evidence: EvidenceStore, exc: TimestampError, **where: Any) -> None:
+    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
+        custody.record(
+            session,
+            action="timestamp-failed",
+            actor=evidence.actor,
+            details={"failures": [list(f) for f in exc.failures], **where},
+            snapshot_id=where.get("snapshot_id"),
+        )
+
+
+# -- per run: Merkle trees -------------------------------------------------------------------
+def build_tree(
+    evidence: EvidenceStore, snapshot_ids: Sequence[str], *, run_id: str | None = None
+) -> int:
+    """Commit a Merkle tree over these snapshot ids (in this order) with a proof for each.
+
+    The leaves are stored as an object first (one id per line), so that anyone holding it can
+    rebuild the tree and every proof; returns the tree's id.
+    """
+    if not snapshot_ids:
+        raise EvidenceError("a Merkle tree needs at least one snapshot")
+    if len(set(snapshot_ids)) != len(snapshot_ids):
+        raise EvidenceError("a snapshot may appear only once in a Merkle tree")
+    leaves = [leaf_hash(bytes.fromhex(sid)) for sid in snapshot_ids]
+    root = merkle_root(leaves).hex()
+    proofs = inclusion_proofs(leaves)
+    listing = "".join(f"{sid}\n" for sid in snapshot_ids).encode()
+    stored = put_verified(evidence.objects, listing, LEAVES_MEDIA_TYPE)
+    evidence.objects.flush()
+    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
+        already = session.scalars(
+            select(MerkleProof.snapshot_id).where(MerkleProof.snapshot_id.in_(snapshot_ids))
+        ).first()
+        if already is not None:
+            raise EvidenceError(f"snapshot {already} is already in a Merkle tree")
+        tree = MerkleTree(
+            root=root,
+            tree_size=len(snapshot_ids),
+            run_id=run_id,
+            leaves_sha256=stored.sha256,
+            created_at=utc_now(),
+        )
+        session.add(tree)
+        session.flush()
+        session.execute(
+            insert(MerkleProof),
+            [
+                {
+                    "snapshot_id": sid,
+                    "tree_id": tree.id,
+                    "leaf_index": position,
+                    "path": ",".join(h.hex() for h in proof),
+                }
+                for position, (sid, proof) in enumerate(zip(snapshot_ids, proofs, strict=True))
+            ],
+        )
+        custody.record(
+            session,
+            action="merkle-tree",
+            actor=evidence.actor,
+            details={
+                "tree": tree.id,
+                "root": root,
+                "tree_size": len(snapshot_ids),
+                "leaves_sha256": stored.sha256,
+                "run": run_id,
+            },
+        )
+        return tree.id
+
+
+def timestamp_tree(
+    evidence: EvidenceStore, tree_id: int, config: TimestampSettings
+) -> TimestampRun:
+    """Ask the TSAs for a token over a tree's root; on success every leaf is timestamped."""
+    run = TimestampRun(trees=[tree_id])
+    with evidence.index.session() as session:
+        tree = session.get(MerkleTree, tree_id)
+        if tree is None:
+            raise EvidenceError(f"no Merkle tree {tree_id}")
+        root = tree.root
+        leaves = list(
             session.scalars(
-                select(TimestampRecord).where(TimestampRecord.snapshot_id.in_(list(snapshot_ids)))
+                select(MerkleProof.snapshot_id)
+                .where(MerkleProof.tree_id == tree_id)
+                .order_by(MerkleProof.leaf_index)
             )
         )
-    for record in records:
-        try:
-            reply = objects.get(record.reply_sha256)
-        except Exception as exc:  # missing or unreadable: reported like any other problem
-            problems.append((record.snapshot_id, f"timestamp reply unreadable: {exc}"))
+    try:
+        token = _request(evidence, root, config)
+    except TimestampError as exc:
+        run.failed.extend((sid, str(exc)) for sid in leaves)
+        _log_failure(evidence, exc, tree=tree_id, root=root)
+        return run
+    stored = _put_token(evidence, token)
+    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
+        _store_token(
+            session,
+            token,
+            subject=SUBJECT_MERKLE_ROOT,
+            imprint=root,
+            tree_id=tree_id,
+            **stored,
+        )
+        custody.record(
+            session,
+            action="timestamped",
+            actor=evidence.actor,
+            details={"tree": tree_id, "root": root, "tree_size": len(leaves)}
+            | _token_details(token, stored),
+        )
+    when = token.gen_time.isoformat()
+    run.timestamped.extend((sid, when, token.tsa_url) for sid in leaves)
+    return run
+
+
+def timestamp_new(
+    evidence: EvidenceStore,
+    snapshot_ids: Sequence[str],
+    config: TimestampSettings,
+    *,
+    source: str | None = None,
+    run_id: str | None = None,
+) -> TimestampRun:
+    """Timestamp a run's new snapshots the way their source asks: per snapshot or per run."""
+    if not snapshot_ids:
+        return TimestampRun()
+    if config.mode_for(source) == "merkle":
+        return timestamp_tree(evidence, build_tree(evidence, snapshot_ids, run_id=run_id), config)
+    return timestamp_snapshots(evidence, snapshot_ids, config)
+
+
+# -- what is still open ----------------------------------------------------------------------
+def untimestamped(evidence: EvidenceStore) -> list[str]:
+    """Ids of snapshots no token covers (directly or through a tree), oldest first."""
+    with evidence.index.session() as session:
+        stamped = select(TimestampRecord.snapshot_id).where(
+            TimestampRecord.snapshot_id.is_not(None)
+        )
+        stamped_trees = select(TimestampRecord.tree_id).where(TimestampRecord.tree_id.is_not(None))
+        in_stamped_tree = select(MerkleProof.snapshot_id).where(
+            MerkleProof.tree_id.in_(stamped_trees)
+        )
+        query = (
+            select(Snapshot.id)
+            .where(Snapshot.id.not_in(stamped), Snapshot.id.not_in(in_stamped_tree))
+            .order_by(Snapshot.archived_at, Snapshot.id)
+        )
+        return list(session.scalars(query))
+
+
+def untimestamped_trees(evidence: EvidenceStore) -> list[int]:
+    """Merkle trees whose root no token covers yet."""
+    with evidence.index.session() as session:
+        stamped = select(TimestampRecord.tree_id).where(TimestampRecord.tree_id.is_not(None))
+        return list(
+            session.scalars(
+                select(MerkleTree.id).where(MerkleTree.id.not_in(stamped)).order_by(MerkleTree.id)
+            )
+        )
+
+
+def retry(evidence: EvidenceStore, config: TimestampSettings) -> TimestampRun:
+    """Ask again for every untimestamped tree root, then for every loose snapshot."""
+    run = TimestampRun()
+    for tree_id in untimestamped_trees(evidence):
+        part = timestamp_tree(evidence, tree_id, config)
+        run.timestamped += part.timestamped
+        run.failed += part.failed
+        run.trees += part.trees
+    with evidence.index.session() as session:
+        in_trees = set(session.scalars(select(MerkleProof.snapshot_id)))
+    loose = [sid for sid in untimestamped(evidence) if sid not in in_trees]
+    part = timestamp_snapshots(evidence, loose, config)
+    run.timestamped += part.timestamped
+    run.failed += part.failed
+    return run
+
+
+# -- the custody log's head ------------------------------------------------------------------
+def anchor_custody_head(evidence: EvidenceStore, config: TimestampSettings) -> dict[str, Any]:
+    """Timestamp the custody log's current head entry; then log that it was anchored.
+
+    A later removal of entries from the end of the log cannot hide behind a consistent chain:
+    the anchored entry must still be there with the same hash. Raises TimestampError when no
+    TSA answers (the failure is logged too).
+    """
+    with evidence.index.session() as session:
+        head = session.scalars(
+            select(CustodyEvent).order_by(CustodyEvent.id.desc()).limit(1)
+        ).first()
+        if head is None:
+            raise EvidenceError("the custody log is empty: nothing to anchor")
+        head_id, head_hash = head.id, head.entry_hash
+    try:
+        token = _request(evidence, head_hash, config)
+    except TimestampError as exc:
+        _log_failure(evidence, exc, custody_head=head_hash)
+        raise
+    stored = _put_token(evidence, token)
+    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
+        _store_token(
+            session,
+            token,
+            subject=SUBJECT_CUSTODY_HEAD,
+            imprint=head_hash,
+            custody_event_id=head_id,
+            **stored,
+        )
+        custody.record(
+            session,
+            action="custody-anchored",
+            actor=evidence.actor,
+            details={"entry": head_id, "entry_hash": head_hash} | _token_details(token, stored),
+        )
+    return {
+        "entry": head_id,
+        "entry_hash": head_hash,
+        "gen_time": token.gen_time.isoformat(),
+        "tsa": token.tsa_url,
+    }
+
+
+# -- verification ----------------------------------------------------------------------------
+@dataclass
+class TokenCheck:
+    """What the tokens of a set of snapshots showed: per snapshot, the verified times."""
+
+    verified: int = 0
+    problems: list[tuple[str | None, str]] = field(default_factory=list)  # snapshot, problem
+    times: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # snapshot -> stamps
+
+
+def _check_reply(
+    objects: ObjectStore, record: TimestampRecord, anchors: Sequence[bytes]
+) -> str | None:
+    """None when the stored reply verifies over the record's imprint, else the reason."""
+    try:
+        reply = objects.get(record.reply_sha256)
+    except Exception as exc:  # missing or unreadable: reported like any other problem
+        return f"timestamp reply sha256:{record.reply_sha256} unreadable: {exc}"
+    if not anchors:
+        return "no TSA trust anchors configured: token not checked"
+    try:
+        result = verify_token(reply, bytes.fromhex(record.imprint), anchors)
+    except TimestampError as exc:
+        return f"timestamp from {record.tsa_url}: {exc}"
+    if result.info.gen_time != record.gen_time:
+        return "timestamp time differs between token and index"
+    return None
+
+
+def _tree_problem(objects: ObjectStore, tree: MerkleTree, proofs: list[MerkleProof]) -> str | None:
+    """Check the stored leaf list against the tree's root and size."""
+    try:
+        listing = objects.get(tree.leaves_sha256).decode().split()
+    except Exception as exc:
+        return f"Merkle tree {tree.id}: leaf list sha256:{tree.leaves_sha256} unreadable: {exc}"
+    if len(listing) != tree.tree_size:
+        return f"Merkle tree {tree.id}: {len(listing)} leaves stored, tree size {tree.tree_size}"
+    if merkle_root([leaf_hash(bytes.fromhex(s)) for s in listing]).hex() != tree.root:
+        return f"Merkle tree {tree.id}: the stored leaves do not give the recorded root"
+    for proof in proofs:
+        if listing[proof.leaf_index] != proof.snapshot_id:
+            return f"Merkle tree {tree.id}: leaf {proof.leaf_index} is not the indexed snapshot"
+    return None
+
+
+def proof_holds(snapshot_id: str, proof: MerkleProof, tree: MerkleTree) -> bool:
+    """Whether a snapshot's stored audit path leads from its id to its tree's root."""
+    try:
+        path = [bytes.fromhex(h) for h in proof.path.split(",") if h]
+        root = bytes.fromhex(tree.root)
+    except ValueError:
+        return False
+    return verify_inclusion(
+        leaf_hash(bytes.fromhex(snapshot_id)), proof.leaf_index, tree.tree_size, path, root
+    )
+
+
+def check_tokens(
+    objects: ObjectStore, index: Index, snapshot_ids: Sequence[str], anchors: Sequence[bytes]
+) -> TokenCheck:
+    """Verify the tokens of these snapshots: their own, and their trees' with each proof."""
+    result = TokenCheck()
+    wanted = list(snapshot_ids)
+    with index.session() as session:
+        own = list(
+            session.scalars(select(TimestampRecord).where(TimestampRecord.snapshot_id.in_(wanted)))
+        )
+        proofs = list(
+            session.scalars(select(MerkleProof).where(MerkleProof.snapshot_id.in_(wanted)))
+        )
+        tree_ids = {p.tree_id for p in proofs}
+        trees = {
+            t.id: t for t in session.scalars(select(MerkleTree).where(MerkleTree.id.in_(tree_ids)))
+        }
+        tree_tokens = list(
+            session.scalars(select(TimestampRecord).where(TimestampRecord.tree_id.in_(tree_ids)))
+        )
+    for record in own:
+        problem = _check_reply(objects, record, anchors)
+        if problem:
+            result.problems.append((record.snapshot_id, problem))
             continue
-        if not anchors:
+        result.verified += 1
+        result.times.setdefault(record.snapshot_id or "", []).append(
+            {"gen_time": record.gen_time.isoformat(), "tsa": record.tsa_url, "via": "token"}
+        )
+    tree_ok: dict[int, list[TimestampRecord]] = {tid: [] for tid in tree_ids}
+    by_tree: dict[int, list[MerkleProof]] = {tid: [] for tid in tree_ids}
+    for proof in proofs:
+        by_tree[proof.tree_id].append(proof)
+    tree_problems: dict[int, str] = {}
+    for tree_id in tree_ids:
+        problem = _tree_problem(objects, trees[tree_id], by_tree[tree_id])
+        if problem:
+            tree_problems[tree_id] = problem
+    for record in tree_tokens:
+        assert record.tree_id is not None
+        problem = _check_reply(objects, record, anchors)
+        if problem:
+            tree_problems.setdefault(record.tree_id, f"Merkle root token: {problem}")
+        else:
+            result.verified += 1
+            tree_ok[record.tree_id].append(record)
+    for proof in proofs:
+        tree = trees[proof.tree_id]
+        if not proof_holds(proof.snapshot_id, proof, tree):
+            result.problems.append(
+                (proof.snapshot_id, f"Merkle inclusion proof does not lead to root {tree.root}")
+            )
+        elif proof.tree_id in tree_problems:
+            result.problems.append((proof.snapshot_id, tree_problems[proof.tree_id]))
+        else:
+            for record in tree_ok[proof.tree_id]:
+                result.times.setdefault(proof.snapshot_id, []).append(
+                    {
+                        "gen_time": record.gen_time.isoformat(),
+                        "tsa": record.tsa_url,
+                        "via": f"merkle tree {tree.id} leaf {proof.leaf_index} of {tree.tree_size}",
+                    }
+                )
+    return result
+
+
+def check_custody_anchors(
+    objects: ObjectStore, session: Session, anchors: Sequence[bytes] | None
+) -> tuple[int, list[str]]:
+    """Each anchored custody entry must still be in the log with the hash its token covers."""
+    problems: list[str] = []
+    verified = 0
+    records = list(
+        session.scalars(
+            select(TimestampRecord).where(TimestampRecord.subject == SUBJECT_CUSTODY_HEAD)
+        )
+    )
+    for record in records:
+        entry = session.get(CustodyEvent, record.custody_event_id)
+        if entry is None:
+            when = record.gen_time.isoformat()
             problems.append(
-                (record.snapshot_id, "no TSA trust anchors configured: token not checked")
+                f"custody entry {record.custody_event_id}, anchored by a timestamp at {when}, "
+                "is gone from the log"
             )
             continue
-        try:
-            result = verify_token(reply, bytes.fromhex(record.snapshot_id), anchors)
-        except TimestampError as exc:
-            problems.append((record.snapshot_id, f"timestamp from {record.tsa_url}: {exc}"))
+        if entry.entry_hash != record.imprint:
+            problems.append(
+                f"custody entry {entry.id} has hash {entry.entry_hash}, but the timestamp of "
+                f"{record.gen_time.isoformat()} covers {record.imprint}"
+            )
             continue
-        if result.info.gen_time != record.gen_time:
-            problems.append((record.snapshot_id, "timestamp time differs between token and index"))
-            continue
+        if anchors is not None:
+            problem = _check_reply(objects, record, anchors)
+            if problem:
+                problems.append(f"custody anchor of entry {entry.id}: {problem}")
+                continue
         verified += 1
     return verified, problems

@@ -35,6 +35,7 @@ from jobs.cli.common import (
     short,
     state,
 )
+from jobs.cli.custody import custody_app
 from jobs.config import Settings
 from jobs.context import open_evidence, open_index
 from schemas import Capture, CaptureArtifact, format_rfc3339
@@ -57,6 +58,7 @@ app.add_typer(store_app, name="store")
 app.add_typer(config_app, name="config")
 app.add_typer(export_app, name="export")
 app.add_typer(timestamp_app, name="timestamp")
+app.add_typer(custody_app, name="custody")
 
 
 @app.callback()
@@ -70,28 +72,61 @@ def _root(
     state._settings = None
 
 
-def _timestamp_new(evidence: Any, ids: list[str]) -> dict[str, str | None]:
-    """Timestamp freshly archived snapshots when TSAs are configured; {id: genTime or None}.
+def _timestamp_new(
+    evidence: Any, ids: list[str], *, source: str | None, run_id: str | None
+) -> dict[str, str | None]:
+    """Timestamp a run's new snapshots when TSAs are configured; {id: genTime or None}.
 
-    A snapshot no TSA would stamp stays archived and is reported, never dropped.
+    Per snapshot or as one Merkle tree, as the source's mode says; then the custody log's head
+    is anchored. A snapshot no TSA would stamp stays archived and is reported, never dropped.
     """
     config = state.settings.timestamp_settings()
     if not config.enabled or not ids:
         return {}
-    from evidence_store.timestamps.service import timestamp_snapshots
+    from evidence_store.timestamps.service import anchor_custody_head, timestamp_new
+    from evidence_store.timestamps.verify import TimestampError
 
-    with err.status(f"timestamping {len(ids)} snapshot(s)"):
-        run = timestamp_snapshots(evidence, ids, config)
+    mode = config.mode_for(source)
+    label = "one Merkle root over " if mode == "merkle" else ""
+    with err.status(f"timestamping {label}{len(ids)} snapshot(s)"):
+        run = timestamp_new(evidence, ids, config, source=source, run_id=run_id)
     result: dict[str, str | None] = {sid: when for sid, when, _ in run.timestamped}
-    for sid, reason in run.failed:
-        result[sid] = None
+    for sid, reason in run.failed[:10]:
         err.print(f"[yellow]untimestamped[/] {sid[:16]}: {escape(reason)}")
+    for sid, _ in run.failed:
+        result[sid] = None
     if run.failed:
         err.print(
             f"[yellow]{len(run.failed)} snapshot(s) archived without a timestamp;[/] "
             "`evidence timestamp retry` asks the TSAs again"
         )
+    if state.settings.timestamps.anchor_custody:
+        try:
+            anchor_custody_head(evidence, config)
+        except TimestampError as exc:
+            err.print(f"[yellow]custody log head not timestamped:[/] {escape(str(exc))}")
     return result
+
+
+def _start_run(evidence: Any, kind: str, collection: str, source: str | None, note: str | None):
+    from evidence_store.runs import start_run
+
+    return start_run(evidence, kind=kind, collection=collection, source=source, note=note)
+
+
+def _finish_run(evidence: Any, run_id: str, status: str, **stats: Any) -> None:
+    from evidence_store.runs import finish_run
+
+    finish_run(evidence, run_id, status=status, stats=stats)
+
+
+SourceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--source",
+        help="Name of the source (sets its timestamp mode: [timestamps.sources]).",
+    ),
+]
 
 
 # -- db ------------------------------------------------------------------------------------
@@ -147,6 +182,7 @@ def ingest(
         str | None,
         typer.Option("--media-type", help="Media type (default: guessed from the name)."),
     ] = None,
+    source: SourceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Preserve files obtained elsewhere (a report, a user's data export) as snapshots."""
@@ -161,6 +197,7 @@ def ingest(
             Capture(
                 collection=collection,
                 kind="ingest",
+                source=source,
                 source_url=source_url,
                 note=note,
                 metadata={
@@ -187,14 +224,26 @@ def ingest(
     evidence = open_evidence(state.settings)
     evidence.objects.check()
     results = []
-    with bytes_progress("archiving") as progress:
-        task = progress.add_task("archiving", total=sum(p.stat().st_size for p in files))
-        for path, capture in zip(files, captures, strict=True):
-            progress.update(task, description=f"archiving {path.name}")
-            archived = archive(evidence, capture)
-            results.append((path, archived))
-            progress.advance(task, path.stat().st_size)
-    stamps = _timestamp_new(evidence, [a.id for _, a in results])
+    run_id = _start_run(evidence, "ingest", collection, source, note)
+    try:
+        with bytes_progress("archiving") as progress:
+            task = progress.add_task("archiving", total=sum(p.stat().st_size for p in files))
+            for path, capture in zip(files, captures, strict=True):
+                progress.update(task, description=f"archiving {path.name}")
+                archived = archive(evidence, capture.model_copy(update={"run_id": run_id}))
+                results.append((path, archived))
+                progress.advance(task, path.stat().st_size)
+    except BaseException:
+        _finish_run(evidence, run_id, "failed", snapshots=len(results))
+        raise
+    stamps = _timestamp_new(evidence, [a.id for _, a in results], source=source, run_id=run_id)
+    _finish_run(
+        evidence,
+        run_id,
+        "succeeded",
+        snapshots=len(results),
+        untimestamped=sum(1 for v in stamps.values() if v is None),
+    )
     if as_json:
         print_json(
             [
@@ -246,6 +295,7 @@ def capture(
     max_bytes: Annotated[
         int, typer.Option("--max-bytes", min=1024, help="Largest response accepted, in bytes.")
     ] = 50 * 1024 * 1024,
+    source: SourceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Capture public pages as evidence: every exchange into a WARC, archived as snapshots."""
@@ -262,6 +312,7 @@ def capture(
         raise EvidenceError("no URLs to capture: give URLs or --urls-file")
     evidence = open_evidence(state.settings)
     evidence.objects.check()
+    run_id = _start_run(evidence, "capture", collection, source, note)
     with Progress(
         TextColumn("[bold]capturing"),
         BarColumn(),
@@ -284,11 +335,23 @@ def capture(
             on_outcome=advance,
             EVIDENCE_COLLECTION=collection,
             EVIDENCE_NOTE=note,
+            EVIDENCE_SOURCE=source,
+            EVIDENCE_RUN_ID=run_id,
             EVIDENCE_OPERATOR=state.settings.actor,
             DOWNLOAD_TIMEOUT=timeout,
             DOWNLOAD_MAXSIZE=max_bytes,
         )
-    stamps = _timestamp_new(evidence, [o.snapshot for o in outcomes if o.snapshot])
+    archived = [o.snapshot for o in outcomes if o.snapshot]
+    stamps = _timestamp_new(evidence, archived, source=source, run_id=run_id)
+    pages = [o for o in outcomes if o.mode != "robots"]
+    _finish_run(
+        evidence,
+        run_id,
+        "succeeded" if all(o.snapshot for o in pages) else "partial",
+        urls=len(targets),
+        snapshots=len(archived),
+        untimestamped=sum(1 for v in stamps.values() if v is None),
+    )
     if as_json:
         print_json(
             [
@@ -405,11 +468,23 @@ def verify(
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Hashing threads.")
     ] = None,
+    report_path: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write the report to this new file (.json: JSON)."),
+    ] = None,
+    report_format: Annotated[
+        str | None, typer.Option("--report-format", help="text or json (default: by suffix).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-hash artifacts from the store and check manifests, signatures and chains."""
+    """Re-hash artifacts from the store and check manifests, signatures, chains, timestamps
+    and (with --all) the custody log."""
     if bool(snapshots) == all_:
         raise EvidenceError("give snapshot ids or --all (not both, not neither)")
+    if report_format not in (None, "text", "json"):
+        raise EvidenceError(f"--report-format {report_format!r}: use text or json")
+    if report_path is not None and report_path.exists():
+        raise EvidenceError(f"{report_path} exists: a report is never overwritten")
     settings = state.settings
     evidence = open_evidence(settings)
     ids = None
@@ -426,18 +501,28 @@ def verify(
             progress=lambda n: progress.advance(task, n),
             on_total=lambda total: progress.update(task, total=total),
             timestamp_anchors=_anchors(settings),
+            custody_log=all_,
         )
-    record_custody(
-        evidence.index,
-        action="verified",
-        actor=settings.actor,
-        details={
-            "scope": "all" if all_ else ids,
-            "snapshots": report.snapshots,
-            "bytes": report.bytes_hashed,
-            "problems": len(report.problems),
-        },
-    )
+    details: dict[str, Any] = {
+        "scope": "all" if all_ else ids,
+        "snapshots": report.snapshots,
+        "bytes": report.bytes_hashed,
+        "problems": len(report.problems),
+    }
+    if report_path is not None:
+        from exhibits.report import ReportContext, write_report
+
+        context = ReportContext(
+            actor=settings.actor,
+            database=evidence.index.describe(),
+            object_store=evidence.objects.url,
+            scope="all snapshots" if all_ else ", ".join(ids or []),
+            trust_anchors=settings.timestamp_settings().trust_anchors,
+        )
+        digest = write_report(report, context, report_path, report_format)
+        details["report"] = {"file": str(report_path.absolute()), "sha256": digest}
+        err.print(f"report written to {escape(str(report_path))} (sha256 {digest})")
+    record_custody(evidence.index, action="verified", actor=settings.actor, details=details)
     if as_json:
         print_json(report.to_dict())
     else:
@@ -445,6 +530,8 @@ def verify(
             err.print(f"[red]PROBLEM[/] {escape(str(problem))}")
         verdict = "[green]OK[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
         stamped = f", {report.timestamps} timestamp(s)" if report.timestamps else ""
+        if report.custody is not None:
+            stamped += f", custody log of {report.custody['entries']} entries"
         out.print(
             f"verified {report.snapshots} snapshot(s), {report.objects} object(s), "
             f"{report.bytes_hashed:,} bytes{stamped}: {verdict}"
@@ -464,30 +551,34 @@ def _anchors(settings: Settings) -> list[bytes] | None:
 @timestamp_app.command("retry")
 def timestamp_retry(
     list_only: Annotated[
-        bool, typer.Option("--list", help="Only list the untimestamped snapshots.")
+        bool, typer.Option("--list", help="Only list what has no timestamp yet.")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Ask the TSAs again for every snapshot that has no timestamp yet."""
-    from evidence_store.timestamps.service import timestamp_snapshots, untimestamped
+    """Ask the TSAs again for every Merkle root and snapshot that has no timestamp yet."""
+    from evidence_store.timestamps.service import retry, untimestamped, untimestamped_trees
 
     settings = state.settings
     evidence = open_evidence(settings)
-    pending = untimestamped(evidence)
+    pending, trees = untimestamped(evidence), untimestamped_trees(evidence)
     config = settings.timestamp_settings()
     if list_only or not pending:
         if as_json:
-            print_json({"untimestamped": pending})
+            print_json({"untimestamped": pending, "trees": trees})
         else:
             for sid in pending:
                 out.print(sid)
-            out.print(f"{len(pending)} snapshot(s) without a timestamp")
+            out.print(
+                f"{len(pending)} snapshot(s) without a timestamp"
+                + (f", in {len(trees)} Merkle tree(s) awaiting a token" if trees else "")
+            )
         return
     if not config.enabled:
         raise EvidenceError(
             "no TSA configured: set [timestamps] tsa_urls (EVIDENCE_TIMESTAMPS__TSA_URLS)"
         )
-    run = timestamp_snapshots(evidence, pending, config)
+    with err.status(f"timestamping {len(pending)} snapshot(s)"):
+        run = retry(evidence, config)
     if as_json:
         print_json(
             {
@@ -495,10 +586,11 @@ def timestamp_retry(
                     {"snapshot": s, "gen_time": t, "tsa": u} for s, t, u in run.timestamped
                 ],
                 "failed": [{"snapshot": s, "reason": r} for s, r in run.failed],
+                "trees": run.trees,
             }
         )
     else:
-        for sid, reason in run.failed:
+        for sid, reason in run.failed[:10]:
             err.print(f"[yellow]untimestamped[/] {sid[:16]}: {escape(reason)}")
         out.print(f"timestamped {len(run.timestamped)}, still untimestamped {len(run.failed)}")
     if run.failed:

@@ -1,0 +1,166 @@
+"""The verification report a legal team attaches to an exhibit: text for people, JSON for tools.
+
+It says who checked what, when, against which trust anchors, with which software, what was
+found, and how anyone can redo the checks with standard tools. The file is written once
+(never over an existing one) and its SHA-256 goes into the custody log by the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evidence_store.errors import EvidenceError
+from evidence_store.manifest import software_versions
+from evidence_store.verify import VerifyReport
+
+CHECKS = """\
+What was checked, for every snapshot in scope:
+  1. the manifest object hashes (SHA-256) to the snapshot id, is canonical JSON (RFC 8785)
+     and agrees with the index;
+  2. the manifest's Ed25519 signature verifies under a key the index trusts;
+  3. every artifact (WARC, screenshot, PDF, DOM, files) re-hashes to the SHA-256 and size
+     the manifest lists, read back from the object store;
+  4. each collection's hash chain links every manifest to the one before it, without gaps;
+  5. RFC 3161 timestamp tokens: imprint, signature, certificate chain to the trust anchors
+     below, the TSA's timeStamping key usage and validity at the token's time; for tokens
+     over a Merkle root, the snapshot's inclusion proof (RFC 9162) and the stored leaf list;
+  6. with --all, the custody log: every entry's hash and link to the one before, and every
+     timestamped head still present with the hash its token covers."""
+
+BY_HAND = """\
+Redoing the checks without this software (see docs/timestamps.md and docs/keys.md):
+  sha256sum manifest.json artifact...             # digests as listed in the manifest
+  openssl pkeyutl -verify -pubin -inkey key.pub.pem -rawin -in manifest.json -sigfile sig
+  openssl ts -verify -digest <snapshot id or Merkle root> -in token.tsr -CAfile tsa-ca.pem \\
+      -untrusted tsa-chain.pem
+  a WARC/WACZ validator (warcio check, wacz validate) on exported WARCs/WACZ files."""
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """Where and by whom the verification ran, for the report's header."""
+
+    actor: str
+    database: str
+    object_store: str
+    scope: str
+    trust_anchors: tuple[Path, ...] = ()
+
+
+def _anchor_lines(paths: tuple[Path, ...]) -> list[str]:
+    if not paths:
+        return ["  none configured: timestamp tokens were not checked"]
+    lines = []
+    for path in paths:
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            digest = f"unreadable ({exc.strerror})"
+        lines.append(f"  {path}  sha256 {digest}")
+    return lines
+
+
+def render_text(report: VerifyReport, context: ReportContext) -> str:
+    """The report as plain text (UTF-8), for people."""
+    verdict = "OK: no problems found" if report.ok else f"{len(report.problems)} PROBLEM(S) FOUND"
+    versions = software_versions()
+    lines = [
+        "VERIFICATION REPORT (dsa-evidence)",
+        "",
+        f"Result:        {verdict}",
+        f"Started:       {report.started_at}",
+        f"Finished:      {report.finished_at}",
+        f"Checked by:    {context.actor}",
+        f"Scope:         {context.scope}",
+        f"Index:         {context.database}",
+        f"Object store:  {context.object_store}",
+        "Software:      "
+        + ", ".join(f"{name} {version}" for name, version in sorted(versions.items())),
+        "TSA trust anchors:",
+        *_anchor_lines(context.trust_anchors),
+        "",
+        "Summary",
+        f"  snapshots checked        {report.snapshots}",
+        f"  collections              {report.collections}",
+        f"  objects re-hashed        {report.objects}",
+        f"  bytes re-hashed          {report.bytes_hashed:,}",
+        f"  timestamp tokens valid   {report.timestamps}",
+        f"  snapshots untimestamped  {report.untimestamped}",
+    ]
+    if report.custody is not None:
+        custody = report.custody
+        lines += [
+            f"  custody log entries      {custody['entries']}"
+            f" ({'intact' if custody['ok'] else 'BROKEN'})",
+            f"  custody log head         {custody['head']}",
+            f"  custody anchors valid    {custody['anchors_verified']}",
+        ]
+    lines += ["", "Problems"]
+    lines += [f"  - {problem}" for problem in report.problems] or ["  none"]
+    lines += ["", "Snapshots"]
+    for result in report.results:
+        status = "ok" if not result["problems"] else f"{result['problems']} problem(s)"
+        lines.append(
+            f"  {result['snapshot']}  {result['collection']} #{result['sequence']}  "
+            f"captured {result['captured_at']}  {result['artifacts']} artifact(s), "
+            f"{result['bytes']:,} bytes  {status}"
+        )
+        for stamp in result["timestamps"]:
+            lines.append(f"      timestamp {stamp['gen_time']} by {stamp['tsa']} ({stamp['via']})")
+        if not result["timestamps"]:
+            lines.append("      no verified timestamp")
+    lines += ["", CHECKS, "", BY_HAND, ""]
+    return "\n".join(lines)
+
+
+def render_json(report: VerifyReport, context: ReportContext) -> str:
+    """The report as JSON, for tools: the same content as the text."""
+    data: dict[str, Any] = {
+        "report": "dsa-evidence verification",
+        "checked_by": context.actor,
+        "scope": context.scope,
+        "index": context.database,
+        "object_store": context.object_store,
+        "software": software_versions(),
+        "trust_anchors": [
+            {"file": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+            for p in context.trust_anchors
+            if p.is_file()
+        ],
+        **report.to_dict(),
+    }
+    data["problems"] = [{**vars(p), "text": str(p)} for p in report.problems]
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def write_report(
+    report: VerifyReport, context: ReportContext, path: Path, fmt: str | None = None
+) -> str:
+    """Write the report to a new file (``fmt`` text or json; by default from the suffix).
+
+    Returns its SHA-256. An existing file is never overwritten; a half-written report never
+    appears under the final name.
+    """
+    fmt = fmt or ("json" if path.suffix.lower() == ".json" else "text")
+    if fmt not in ("text", "json"):
+        raise EvidenceError(f"unknown report format {fmt!r}: use text or json")
+    body = (render_json if fmt == "json" else render_text)(report, context).encode()
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        with open(temporary, "xb") as stream:
+            stream.write(body)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.link(temporary, path)  # fails if the report exists: never replaced
+    except FileExistsError:
+        raise EvidenceError(f"{path} exists: a report is never overwritten") from None
+    except OSError as exc:
+        raise EvidenceError(f"cannot write the report {path}: {exc.strerror}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return hashlib.sha256(body).hexdigest()
