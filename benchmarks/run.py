@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import bench_capture, bench_store, bench_verify
+from benchmarks import bench_capture, bench_store, bench_timestamps, bench_verify
 
 
 def main() -> None:
@@ -14,6 +14,7 @@ def main() -> None:
     bench_store.main(["--snapshots", str(args.snapshots)])
     bench_verify.main(["--snapshots", str(args.snapshots)])
     bench_capture.main([])
+    bench_timestamps.main([])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`make demo`: the main job on the embedded default, against the bundled fixture sources.
 
 Starts the local fixture site (an imitation of public platform pages on 127.0.0.1), captures
-pages from it, preserves the bundled samples, verifies everything and lists the snapshots;
+pages from it, preserves the bundled samples (one Merkle-tree timestamp for the run),
+verifies everything with a written report, checks the custody log and lists the snapshots;
 the site is stopped at the end. Data goes where the configuration says (./evidence-data).
 """
 
@@ -11,12 +12,14 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fixtures.site import FixtureSite
 from fixtures.tsa import LocalTSA
 
 SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "samples"
+SAMPLES_SOURCE = "dsa-transparency-db-samples"
 PAGES = (
     "/@alice",
     "/@alice/post/1001",
@@ -36,19 +39,24 @@ def evidence(*args: str, env: dict[str, str] | None = None) -> None:
         raise SystemExit(result.returncode)
 
 
+def data_dir() -> Path:
+    return Path(os.environ.get("EVIDENCE_DATA_DIR", "evidence-data"))
+
+
 def demo_tsa_env(tsa: LocalTSA) -> dict[str, str]:
     """Settings that use the local TSA; every CA it ever had stays trusted for old tokens.
 
     The local TSA is a test fixture, labelled NOT TRUSTED in its certificates: production
     configurations name qualified TSAs and their CAs instead (docs/timestamps.md).
     """
-    data_dir = Path(os.environ.get("EVIDENCE_DATA_DIR", "evidence-data"))
-    cas = data_dir / "demo-tsa-cas"
+    cas = data_dir() / "demo-tsa-cas"
     cas.mkdir(parents=True, exist_ok=True)
     (cas / f"ca-{len(list(cas.glob('ca-*.pem'))) + 1:04d}.pem").write_bytes(tsa.ca_pem)
     return {
         "EVIDENCE_TIMESTAMPS__TSA_URLS": json.dumps([tsa.url]),
         "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps(sorted(map(str, cas.glob("ca-*.pem")))),
+        # Bulk sources take one token per run over a Merkle tree of their snapshots.
+        "EVIDENCE_TIMESTAMPS__SOURCES": json.dumps({SAMPLES_SOURCE: "merkle"}),
     }
 
 
@@ -78,6 +86,8 @@ def main() -> None:
             *map(str, samples),
             "--collection",
             "demo",
+            "--source",
+            SAMPLES_SOURCE,
             "--source-url",
             "https://transparency.dsa.ec.europa.eu/",
             "--note",
@@ -85,7 +95,11 @@ def main() -> None:
             env=env,
         )
         evidence("timestamp", "retry", env=env)  # whatever an earlier run left unstamped
-        evidence("verify", "--all", env=env)
+        reports = data_dir() / "reports"
+        reports.mkdir(parents=True, exist_ok=True)
+        report = reports / f"verify-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.txt"
+        evidence("verify", "--all", "--report", str(report), env=env)
+        evidence("custody", "verify", env=env)
     evidence("snapshots", "list", "--collection", "demo", "--limit", "20")
 
 
