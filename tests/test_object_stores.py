@@ -70,9 +70,10 @@ def test_malformed_digest_is_refused(store: ObjectStore) -> None:
         store.exists("../../etc/passwd")
 
 
-def test_no_update_or_delete_in_the_interface(store: ObjectStore) -> None:
-    # Removal belongs to a retention policy with a custody record, not to the store API.
-    for name in ("delete", "remove", "update", "overwrite", "put_at"):
+def test_no_update_in_the_interface(store: ObjectStore) -> None:
+    # Stored bytes are never changed in place. `delete` exists for the retention policy alone
+    # (evidence_store/retention.py), which records every removal in the custody log.
+    for name in ("remove", "update", "overwrite", "put_at"):
         assert not hasattr(store, name)
 
 

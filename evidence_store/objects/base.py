@@ -1,7 +1,10 @@
 """The object-store contract: write-once, content-addressed bytes.
 
-There is no update and no delete here: removal belongs to a retention policy (see ROADMAP),
-which will add it with a custody record.
+There is no update. ``delete`` exists for one caller only, the retention policy
+(``evidence_store.retention``), which decides what may go, records it in the custody log and
+never deletes under a legal hold. Stores with Object Lock (S3) also carry holds and retention
+dates on the objects themselves (``set_legal_hold``, ``extend_retention``); elsewhere those are
+no-ops and the index alone holds them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
+from evidence_store.errors import StoreError
+
 CHUNK_SIZE = 1 << 20
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -25,6 +30,14 @@ class PutResult:
     sha256: str
     size: int
     created: bool  # False when the same bytes were already stored
+
+
+class ObjectLocked(StoreError):
+    """The store refused to delete an object because Object Lock protects it."""
+
+    def __init__(self, message: str, sha256: str) -> None:
+        super().__init__(message)
+        self.sha256 = sha256
 
 
 @dataclass(frozen=True)
@@ -118,6 +131,30 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def iter_digests(self) -> Iterator[str]:
         """Every stored digest, in key order."""
+
+    # Whether objects carry their own lock (legal hold, retention date) that the server enforces.
+    supports_object_lock: bool = False
+
+    def delete(self, sha256: str, *, durable: bool = True, bypass_governance: bool = False) -> bool:
+        """Remove an object for good; True if it was there, False if it was already gone.
+
+        Only the retention policy calls this. Raises ``ObjectLocked`` when the store's own lock
+        forbids it (S3 legal hold or retention; ``bypass_governance`` lifts GOVERNANCE retention
+        for callers allowed to). With ``durable=False`` the removal of the name may wait for
+        ``flush()``, as puts may.
+        """
+        raise StoreError(f"the object store {self.url} cannot delete objects")
+
+    def set_legal_hold(self, sha256: str, on: bool) -> bool:
+        """Switch the store's legal hold on an object; False where the store has none."""
+        return False
+
+    def extend_retention(self, sha256: str, until: datetime) -> datetime | None:
+        """Make sure the object is retained at least ``until``; never shortens a retention.
+
+        Returns the retention date now in force, or None where the store keeps no retention.
+        """
+        return None
 
     def flush(self) -> None:  # noqa: B027 - optional hook, stores override it
         """Make every object put so far durable (a no-op where puts are durable on return)."""

@@ -4,6 +4,8 @@ Durability: bytes go to a temporary file in the store, which is fsynced, made re
 hard-linked into place (a link never replaces an existing file, so nothing is ever
 overwritten), then the directory is fsynced. A crash leaves at worst a temporary file, which
 ``evidence store sweep`` reports and clears; a stored object is either whole or absent.
+Objects are removed only by the retention policy (``delete``); legal holds are kept in the
+index, since a folder has no Object Lock.
 """
 
 from __future__ import annotations
@@ -266,6 +268,27 @@ class LocalStore(ObjectStore):
             # Hash the page cache through a mapping: no copy into Python buffers.
             with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as view:
                 return hashlib.sha256(view).hexdigest(), len(view)
+
+    def delete(self, sha256: str, *, durable: bool = True, bypass_governance: bool = False) -> bool:
+        """Unlink the object (read-only files go with their directory's write permission).
+
+        A local folder has no Object Lock: legal holds live in the index only and are enforced
+        by the retention policy, not by the file system. The directory is fsynced (now, or at
+        ``flush()`` with ``durable=False``) so a removal that was reported survives a crash.
+        Empty ``ab/cd`` directories are left in place: removing them would race with a
+        concurrent ``put`` that has just checked its parent exists.
+        """
+        path = self.path_of(sha256)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StoreError(describe_os_error(exc, "delete", path)) from exc
+        self._dir_changed(path.parent)
+        if durable:
+            self.flush()
+        return True
 
     def iter_digests(self) -> Iterator[str]:
         base = self.root / "sha256"

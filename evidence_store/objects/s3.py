@@ -14,7 +14,11 @@ After each upload the store asks the server (HEAD, no bytes re-read) for the obj
 checksum and lock state, and fails when any of them is not what was sent. Re-reading the
 bytes themselves is left to the caller (``archive()`` reads back every object it stored).
 
-There is no update and no delete here: removal belongs to a retention policy (see ROADMAP).
+There is no update. ``delete`` removes every version of a key, and is called only by the
+retention policy (``evidence_store.retention``); a version under legal hold or unexpired
+retention is refused by the server, and that refusal is raised as ``ObjectLocked`` naming the
+lock. ``set_legal_hold`` and ``extend_retention`` carry the index's legal holds and retention
+policies onto the objects, so the server enforces them against any client, not only ours.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from evidence_store.errors import IntegrityError, ObjectNotFound, StoreError
 from evidence_store.objects.base import (
     CHUNK_SIZE,
     ObjectInfo,
+    ObjectLocked,
     ObjectStore,
     PutResult,
     object_key,
@@ -423,6 +428,139 @@ class S3Store(ObjectStore):
             raise self._error(exc, "list the objects of") from exc
         except (MinioException, urllib3.exceptions.HTTPError, ValueError) as exc:
             raise self._error(exc, "list the objects of") from exc
+
+    # -- locks and deletion ------------------------------------------------------------------
+
+    supports_object_lock = True
+
+    def set_legal_hold(self, sha256: str, on: bool) -> bool:
+        """Switch the Object Lock legal hold of the object's current version on or off."""
+        key = object_key(sha256)
+        action = "set the legal hold on" if on else "lift the legal hold on"
+        try:
+            if on:
+                self._client.enable_object_legal_hold(self.bucket, key)
+            else:
+                self._client.disable_object_legal_hold(self.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchVersion"):
+                raise ObjectNotFound(sha256, self.url) from None
+            if exc.code == "NoSuchBucket":
+                raise StoreError(f"the S3 bucket {self.url} does not exist") from None
+            raise self._error(exc, action, key) from exc
+        except (MinioException, urllib3.exceptions.HTTPError, ValueError) as exc:
+            raise self._error(exc, action, key) from exc
+        return True
+
+    def extend_retention(self, sha256: str, until: datetime) -> datetime | None:
+        """Retain the object at least ``until``: a later date is kept, an earlier one extended.
+
+        The object's own mode is kept (COMPLIANCE stays COMPLIANCE); an object without one gets
+        the store's mode. A store configured without retention sets none (returns None), and a
+        date already past is not set (S3 refuses it and it would protect nothing).
+        """
+        key = object_key(sha256)
+        obj = self._head(key)
+        if obj is None:
+            raise ObjectNotFound(sha256, self.url)
+        info = self._info(sha256, obj)
+        # Whole seconds, rounded up: servers keep the date at that precision, and rounding
+        # down would shorten the period asked for.
+        until = until.astimezone(UTC)
+        if until.microsecond:
+            until = until.replace(microsecond=0) + timedelta(seconds=1)
+        if info.retain_until is not None and info.retain_until >= until:
+            return info.retain_until
+        mode = info.retention_mode or self.retention_mode
+        if mode is None or until <= datetime.now(UTC):
+            return info.retain_until
+        try:
+            self._client.set_object_retention(
+                self.bucket, key, Retention(mode, until), version_id=obj.version_id
+            )
+        except (MinioException, urllib3.exceptions.HTTPError, ValueError) as exc:
+            raise self._error(exc, "extend the retention of", key) from exc
+        return until
+
+    def delete(self, sha256: str, *, durable: bool = True, bypass_governance: bool = False) -> bool:
+        """Remove every version of the object (and any delete marker) for good.
+
+        A plain DELETE on a versioned bucket only adds a delete marker and leaves the bytes, so
+        each version is deleted by its id. Object Lock makes the server refuse a locked version;
+        that becomes ``ObjectLocked`` naming the legal hold or the retention date.
+        ``bypass_governance`` sends ``x-amz-bypass-governance-retention`` (needs
+        ``s3:BypassGovernanceRetention``); nothing bypasses COMPLIANCE or a legal hold.
+        """
+        key = object_key(sha256)
+        versions = self._versions(key)
+        # Data before delete markers: if a locked version stops us, the key still reads.
+        versions.sort(key=lambda v: v[1])
+        removed = False
+        for version_id, is_marker in versions:
+            headers = {"x-amz-bypass-governance-retention": "true"} if bypass_governance else None
+            query = {"versionId": version_id} if version_id else None
+            try:
+                self._client._execute(
+                    "DELETE", self.bucket, key, headers=headers, query_params=query
+                )
+            except S3Error as exc:
+                if exc.code in ("NoSuchKey", "NoSuchVersion"):
+                    continue
+                if exc.code == "AccessDenied":
+                    lock = self._describe_lock(key, version_id, bypass_governance)
+                    if lock is not None:
+                        raise ObjectLocked(
+                            f"cannot delete {self._where(key)}: it is protected by Object Lock "
+                            f"({lock})",
+                            sha256,
+                        ) from None
+                raise self._error(exc, "delete", key) from exc
+            except (MinioException, urllib3.exceptions.HTTPError, ValueError) as exc:
+                raise self._error(exc, "delete", key) from exc
+            removed = removed or not is_marker
+        return removed
+
+    def _versions(self, key: str) -> list[tuple[str | None, bool]]:
+        """(version id, is delete marker) of every version of exactly this key."""
+        try:
+            listed = self._client.list_objects(
+                self.bucket, prefix=key, recursive=True, include_version=True
+            )
+            return [
+                (obj.version_id, bool(obj.is_delete_marker))
+                for obj in listed
+                if obj.object_name == key
+            ]
+        except S3Error as exc:
+            if exc.code == "NoSuchBucket":
+                raise StoreError(f"the S3 bucket {self.url} does not exist") from None
+            raise self._error(exc, "list the versions of", key) from exc
+        except (MinioException, urllib3.exceptions.HTTPError, ValueError) as exc:
+            raise self._error(exc, "list the versions of", key) from exc
+
+    def _describe_lock(self, key: str, version_id: str | None, bypass: bool) -> str | None:
+        """The lock that keeps a version from being deleted, in words; None if none is seen."""
+        try:
+            obj = self._head(key, version_id=version_id)
+        except StoreError:
+            return None
+        if obj is None:
+            return None
+        info = self._info(key.rsplit("/", 1)[-1], obj)
+        reasons = []
+        if info.legal_hold:
+            reasons.append("legal hold on")
+        if info.retain_until is not None and info.retain_until > datetime.now(UTC):
+            until = to_iso8601utc(info.retain_until)
+            hint = ""
+            if info.retention_mode == GOVERNANCE:
+                hint = (
+                    "; the bypass was refused: it needs s3:BypassGovernanceRetention"
+                    if bypass
+                    else "; only a bypass with s3:BypassGovernanceRetention removes it earlier"
+                )
+            reasons.append(f"{info.retention_mode or 'retention'} until {until}{hint}")
+        return "; ".join(reasons) or None
 
     # -- writes -----------------------------------------------------------------------------
 

@@ -36,6 +36,8 @@ from jobs.cli.common import (
     state,
 )
 from jobs.cli.custody import custody_app
+from jobs.cli.hold import hold_app
+from jobs.cli.retention import retention_app
 from jobs.config import Settings
 from jobs.context import open_evidence, open_index
 from schemas import Capture, CaptureArtifact, format_rfc3339
@@ -59,6 +61,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(export_app, name="export")
 app.add_typer(timestamp_app, name="timestamp")
 app.add_typer(custody_app, name="custody")
+app.add_typer(hold_app, name="hold")
+app.add_typer(retention_app, name="retention")
 
 
 @app.callback()
