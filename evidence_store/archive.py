@@ -202,6 +202,32 @@ def archive_many(
                 stored.cancel()
 
 
+def _check_not_deleted_meanwhile(
+    session: Session, objects: ObjectStore, items: list[tuple[Capture, list[ArtifactEntry]]]
+) -> None:
+    """Refuse to commit if the retention policy removed bytes these captures share.
+
+    An artifact whose bytes were already stored (by a snapshot since deleted under the
+    retention policy) may have been removed after our read-back: the policy deletes under the
+    custody lock, which we hold now, so what exists at this point stays.
+    """
+    digests = {entry.sha256 for _, entries in items for entry in entries}
+    if not digests:
+        return
+    shared = session.scalars(
+        select(Artifact.sha256)
+        .join(Snapshot, Artifact.snapshot_id == Snapshot.id)
+        .where(Artifact.sha256.in_(digests), Snapshot.deleted_at.is_not(None))
+        .distinct()
+    )
+    for digest in shared:
+        if not objects.exists(digest):
+            raise IntegrityError(
+                f"object sha256:{digest} was removed by the retention policy while this "
+                "capture was being archived; nothing was committed: capture it again"
+            )
+
+
 def _locks(items: list[tuple[Capture, list[ArtifactEntry]]]) -> list[str]:
     return [collection_lock(c.collection) for c in {c.collection: c for c, _ in items}.values()]
 
@@ -216,6 +242,7 @@ def commit_snapshots(
     objects = evidence.objects
     signer = evidence.signer
     with evidence.index.writing(*_locks(items), custody.CUSTODY_LOCK) as session:
+        _check_not_deleted_meanwhile(session, objects, items)
         _trust_key(session, signer)
         collections: dict[str, Collection] = {}
         built: list[tuple[Capture, Manifest, bytes, str, int | None]] = []

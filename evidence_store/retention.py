@@ -1020,7 +1020,7 @@ def apply_retention(
                     evidence, name, chunk, now, bypass_governance, lock_cache, report
                 )
                 done.update(chunk)
-                _remove(objects, removed, report, bypass_governance)
+                _remove(evidence, removed, report, bypass_governance)
                 if progress is not None:
                     progress(len(chunk))
     _complete_leftovers(evidence, report, collection, done, dry_run, bypass_governance)
@@ -1124,22 +1124,38 @@ def _mark_batch(
 
 
 def _remove(
-    objects: ObjectStore, digests: dict[str, int], report: RetentionReport, bypass: bool
+    evidence: EvidenceStore, digests: dict[str, int], report: RetentionReport, bypass: bool
 ) -> set[str]:
     """Delete objects whose snapshots are marked deleted; failures go in the report.
 
-    Returns the digests no longer in the store (removed now or already gone).
+    Each batch is deleted while holding the custody lock, after checking again that no live
+    snapshot uses the object: a capture committing the same bytes meanwhile (it deduplicated
+    against this object) either committed first, and the object is kept, or commits after, and
+    ``commit_snapshots`` sees the object gone and refuses. Returns the digests no longer in the
+    store (removed now or already gone).
     """
+    objects = evidence.objects
     gone = set()
-    for digest in sorted(digests):
-        try:
-            if objects.delete(digest, durable=False, bypass_governance=bypass):
-                report.objects_removed += 1
-                report.bytes_removed += digests[digest]
-            gone.add(digest)
-        except StoreError as exc:
-            report.failed.append({"sha256": digest, "error": str(exc)})
-    objects.flush()
+    for batch in _chunks(sorted(digests)):
+        with evidence.index.writing(custody.CUSTODY_LOCK) as session:
+            live = set(
+                session.scalars(
+                    select(Artifact.sha256)
+                    .join(Snapshot, Artifact.snapshot_id == Snapshot.id)
+                    .where(Artifact.sha256.in_(batch), Snapshot.deleted_at.is_(None))
+                )
+            )
+            for digest in batch:
+                if digest in live:
+                    continue
+                try:
+                    if objects.delete(digest, durable=False, bypass_governance=bypass):
+                        report.objects_removed += 1
+                        report.bytes_removed += digests[digest]
+                    gone.add(digest)
+                except StoreError as exc:
+                    report.failed.append({"sha256": digest, "error": str(exc)})
+            objects.flush()
     return gone
 
 
@@ -1179,7 +1195,7 @@ def _complete_leftovers(
         ]
         return
     digests = {d: sizes[d] for _, left in pending.values() for d in left}
-    gone = _remove(objects, digests, report, bypass)
+    gone = _remove(evidence, digests, report, bypass)
     events = []
     for sid, (collection_id, left) in pending.items():
         removed = [d for d in left if d in gone]

@@ -188,6 +188,34 @@ def test_shared_object_goes_with_the_last_snapshot_that_needs_it(ev: EvidenceSto
     assert verify(ev.objects, ev.index).ok
 
 
+def test_capture_sharing_bytes_the_policy_removes_meanwhile_commits_nothing(
+    ev: EvidenceStore,
+) -> None:
+    from evidence_store.archive import commit_snapshots, store_artifacts
+    from evidence_store.errors import IntegrityError
+
+    capture(ev, "ads", SHARED)
+    set_retention(ev, "ads", 5, "test policy")
+    new = Capture(
+        collection="ads",
+        kind="ingest",
+        artifacts=[CaptureArtifact(role="original", name="again.bin", data=SHARED)],
+    )
+    # The new capture's bytes are stored (deduplicated, read back) before the policy runs...
+    entries = store_artifacts(ev.objects, new)
+    assert apply_retention(ev, now=later(6)).objects_removed == 1
+    # ...so its commit must notice that the shared object is gone, and commit nothing.
+    with pytest.raises(IntegrityError, match="removed by the retention policy"):
+        commit_snapshots(ev, [(new, entries)])
+    with ev.index.session() as session:
+        assert len(list(session.scalars(select(Snapshot)))) == 1
+    assert verify(ev.objects, ev.index).ok
+    # Captured again, the bytes are stored anew and the snapshot is whole.
+    again = archive(ev, new)
+    assert ev.objects.exists(sha(SHARED)) and again.manifest.artifacts[0].sha256 == sha(SHARED)
+    assert verify(ev.objects, ev.index).ok
+
+
 def test_verify_still_catches_a_tampered_manifest_of_a_deleted_snapshot(tmp_path: Path) -> None:
     ev = make_evidence(
         LocalStore(tmp_path / "objects"), f"sqlite:///{tmp_path / 'i.sqlite'}", tmp_path
