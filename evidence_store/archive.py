@@ -21,7 +21,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from evidence_store import custody
-from evidence_store.errors import EvidenceError, IntegrityError
+from evidence_store.errors import EvidenceError, IntegrityError, SigningKeyError
 from evidence_store.index import Index
 from evidence_store.index.models import Artifact, Collection, Run, SigningKey, Snapshot, Source
 from evidence_store.manifest import manifest_bytes, software_versions
@@ -118,7 +118,15 @@ def _collection(session: Session, name: str) -> Collection:
 
 
 def _trust_key(session: Session, signer: Signer) -> None:
-    if session.get(SigningKey, signer.info.fingerprint) is None:
+    known = session.get(SigningKey, signer.info.fingerprint)
+    if known is not None and known.retired_at is not None:
+        # Checked under the custody lock that rotation takes too: after a rotation commits,
+        # no manifest signed by the old key gets in (a long-running process must reload).
+        raise SigningKeyError(
+            f"the signing key {signer.info.fingerprint} was retired at "
+            f"{known.retired_at.isoformat()} (rotated): restart to load the current key"
+        )
+    if known is None:
         session.add(
             SigningKey(
                 fingerprint=signer.info.fingerprint,

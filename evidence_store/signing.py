@@ -80,11 +80,7 @@ class Signer:
                 f"cannot create the key folder {keys_dir}: {exc.strerror}"
             ) from None
         key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        pem = cls(key).private_key_pem()
         try:
             # O_EXCL: two first uses racing must not end with two different keys.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -114,6 +110,14 @@ class Signer:
         if not isinstance(key, Ed25519PrivateKey):
             raise SigningKeyError(f"the signing key {path} is not an Ed25519 key")
         return cls(key)
+
+    def private_key_pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM, for the key file (mode 0600)."""
+        return self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
 
     def sign(self, data: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``data``."""

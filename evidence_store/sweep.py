@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from evidence_store import custody
 from evidence_store.index import Index
-from evidence_store.index.models import Artifact, MerkleTree, SigningKey, Snapshot, TimestampRecord
+from evidence_store.index.models import Artifact, MerkleTree, Snapshot, TimestampRecord
+from evidence_store.keys import key_object_digests
 from evidence_store.objects import LocalStore, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,7 @@ def referenced_digests(index: Index) -> set[str]:
             )
         )
         refs.update(session.scalars(select(MerkleTree.leaves_sha256)))
-        refs.update(
-            session.scalars(
-                select(SigningKey.endorsement_sha256).where(
-                    SigningKey.endorsement_sha256.is_not(None)
-                )
-            )
-        )
+        refs.update(key_object_digests(session))
         for snap_id, sig in session.execute(select(Snapshot.id, Snapshot.signature_sha256)):
             refs.add(snap_id)
             refs.add(sig)

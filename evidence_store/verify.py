@@ -315,7 +315,8 @@ def verify(
     """Verify the given snapshots (all when ``snapshot_ids`` is None) from their bytes.
 
     With ``timestamp_anchors``, their tokens (own, or their Merkle tree's with the inclusion
-    proof) are verified too; with ``custody_log``, the whole custody log and its anchors.
+    proof) are verified too; with ``custody_log``, the whole custody log and its anchors and the
+    signing keys' endorsement chain.
     """
     report = VerifyReport(started_at=format_rfc3339(utc_now()))
     with index.session() as session:
@@ -385,6 +386,12 @@ def verify(
         report.untimestamped = sum(1 for s in selected if s.id not in times)
     if custody_log:
         report.problems.extend(_check_custody(objects, index, timestamp_anchors, report))
+        from evidence_store.keys import check_key_history
+
+        with index.session() as session:
+            report.problems.extend(
+                Problem("key-history", message) for message in check_key_history(objects, session)
+            )
     report.problems.sort(key=lambda p: (p.snapshot or "", p.kind, p.artifact or ""))
     counts: dict[str, int] = defaultdict(int)
     for problem in report.problems:

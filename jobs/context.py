@@ -5,8 +5,8 @@ from __future__ import annotations
 from evidence_store.archive import EvidenceStore
 from evidence_store.errors import EvidenceError
 from evidence_store.index import Index
+from evidence_store.keys import load_signer
 from evidence_store.objects import ObjectStore, open_store
-from evidence_store.signing import Signer
 from jobs.config import ConfigError, Settings
 
 
@@ -39,5 +39,6 @@ def open_evidence(settings: Settings) -> EvidenceStore:
     index = open_index(settings)
     index.ensure_schema()
     objects = open_objects(settings)
-    signer = Signer.load_or_create(settings.keys_dir)
+    # load_signer first finishes (or undoes) a key rotation a crash interrupted.
+    signer = load_signer(settings.keys_dir, index)
     return EvidenceStore(objects=objects, index=index, signer=signer, actor=settings.actor)

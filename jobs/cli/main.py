@@ -37,6 +37,7 @@ from jobs.cli.common import (
 )
 from jobs.cli.custody import custody_app
 from jobs.cli.hold import hold_app
+from jobs.cli.keys import keys_app
 from jobs.cli.retention import retention_app
 from jobs.config import Settings
 from jobs.context import open_evidence, open_index
@@ -61,6 +62,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(export_app, name="export")
 app.add_typer(timestamp_app, name="timestamp")
 app.add_typer(custody_app, name="custody")
+app.add_typer(keys_app, name="keys")
 app.add_typer(hold_app, name="hold")
 app.add_typer(retention_app, name="retention")
 
