@@ -105,20 +105,6 @@ def _chain_pem(token: TimestampToken) -> bytes | None:
     )
 
 
-def _store_token(session: Session, token: TimestampToken, **subject: Any) -> TimestampRecord:
-    """Add the index row of a token whose objects are already stored (see _put_token)."""
-    record = TimestampRecord(
-        tsa_url=token.tsa_url,
-        gen_time=token.gen_time,
-        serial_number=str(token.serial_number),
-        created_at=utc_now(),
-        **subject,
-    )
-    session.add(record)
-    session.flush()
-    return record
-
-
 def _put_token(evidence: EvidenceStore, token: TimestampToken) -> dict[str, Any]:
     """Store the reply and its certificate chain, durably, before any row names them."""
     reply = put_verified(evidence.objects, token.response_der, REPLY_MEDIA_TYPE)
@@ -146,40 +132,6 @@ def _token_details(token: TimestampToken, objects: dict[str, Any]) -> dict[str, 
     return details
 
 
-# -- per snapshot ----------------------------------------------------------------------------
-def timestamp_snapshots(
-    evidence: EvidenceStore, snapshot_ids: Sequence[str], config: TimestampSettings
-) -> TimestampRun:
-    """Ask the TSAs for a token over each snapshot id; store and index every token granted."""
-    run = TimestampRun()
-    for snapshot_id in snapshot_ids:
-        try:
-            token = _request(evidence, snapshot_id, config)
-        except TimestampError as exc:
-            run.failed.append((snapshot_id, str(exc)))
-            _log_failure(evidence, exc, snapshot_id=snapshot_id)
-            continue
-        stored = _put_token(evidence, token)
-        with evidence.index.writing(custody.CUSTODY_LOCK) as session:
-            _store_token(
-                session,
-                token,
-                subject=SUBJECT_SNAPSHOT,
-                imprint=snapshot_id,
-                snapshot_id=snapshot_id,
-                **stored,
-            )
-            custody.record(
-                session,
-                action="timestamped",
-                actor=evidence.actor,
-                snapshot_id=snapshot_id,
-                details=_token_details(token, stored),
-            )
-        run.timestamped.append((snapshot_id, token.gen_time.isoformat(), token.tsa_url))
-    return run
-
-
 def _log_failure(evidence: EvidenceStore, exc: TimestampError, **where: Any) -> None:
     with evidence.index.writing(custody.CUSTODY_LOCK) as session:
         custody.record(
@@ -189,6 +141,74 @@ def _log_failure(evidence: EvidenceStore, exc: TimestampError, **where: Any) -> 
             details={"failures": [list(f) for f in exc.failures], **where},
             snapshot_id=where.get("snapshot_id"),
         )
+
+
+def _stamp(
+    evidence: EvidenceStore,
+    digest_hex: str,
+    config: TimestampSettings,
+    *,
+    subject: dict[str, Any],
+    action: str,
+    snapshot_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> TimestampToken:
+    """Get a token over ``digest_hex``, store it, and index it with its custody entry.
+
+    ``subject`` names what the digest is (the TimestampRecord's subject columns). When no TSA
+    answers, the failure is logged in the custody log and the TimestampError raised.
+    """
+    try:
+        token = _request(evidence, digest_hex, config)
+    except TimestampError as exc:
+        where = {"snapshot_id": snapshot_id} if snapshot_id else {"digest": digest_hex}
+        _log_failure(evidence, exc, **where, **(details or {}))
+        raise
+    stored = _put_token(evidence, token)
+    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
+        session.add(
+            TimestampRecord(
+                imprint=digest_hex,
+                tsa_url=token.tsa_url,
+                gen_time=token.gen_time,
+                serial_number=str(token.serial_number),
+                created_at=utc_now(),
+                **subject,
+                **stored,
+            )
+        )
+        session.flush()
+        custody.record(
+            session,
+            action=action,
+            actor=evidence.actor,
+            snapshot_id=snapshot_id,
+            details=(details or {}) | _token_details(token, stored),
+        )
+    return token
+
+
+# -- per snapshot ----------------------------------------------------------------------------
+def timestamp_snapshots(
+    evidence: EvidenceStore, snapshot_ids: Sequence[str], config: TimestampSettings
+) -> TimestampRun:
+    """Ask the TSAs for a token over each snapshot id; store and index every token granted."""
+    run = TimestampRun()
+    for snapshot_id in snapshot_ids:
+        try:
+            token = _stamp(
+                evidence,
+                snapshot_id,
+                config,
+                subject={"subject": SUBJECT_SNAPSHOT, "snapshot_id": snapshot_id},
+                action="timestamped",
+                snapshot_id=snapshot_id,
+            )
+        except TimestampError as exc:
+            run.failed.append((snapshot_id, str(exc)))
+            continue
+        run.timestamped.append((snapshot_id, token.gen_time.isoformat(), token.tsa_url))
+    return run
 
 
 # -- per run: Merkle trees -------------------------------------------------------------------
@@ -270,28 +290,17 @@ def timestamp_tree(
             )
         )
     try:
-        token = _request(evidence, root, config)
+        token = _stamp(
+            evidence,
+            root,
+            config,
+            subject={"subject": SUBJECT_MERKLE_ROOT, "tree_id": tree_id},
+            action="timestamped",
+            details={"tree": tree_id, "root": root, "tree_size": len(leaves)},
+        )
     except TimestampError as exc:
         run.failed.extend((sid, str(exc)) for sid in leaves)
-        _log_failure(evidence, exc, tree=tree_id, root=root)
         return run
-    stored = _put_token(evidence, token)
-    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
-        _store_token(
-            session,
-            token,
-            subject=SUBJECT_MERKLE_ROOT,
-            imprint=root,
-            tree_id=tree_id,
-            **stored,
-        )
-        custody.record(
-            session,
-            action="timestamped",
-            actor=evidence.actor,
-            details={"tree": tree_id, "root": root, "tree_size": len(leaves)}
-            | _token_details(token, stored),
-        )
     when = token.gen_time.isoformat()
     run.timestamped.extend((sid, when, token.tsa_url) for sid in leaves)
     return run
@@ -375,27 +384,14 @@ def anchor_custody_head(evidence: EvidenceStore, config: TimestampSettings) -> d
         if head is None:
             raise EvidenceError("the custody log is empty: nothing to anchor")
         head_id, head_hash = head.id, head.entry_hash
-    try:
-        token = _request(evidence, head_hash, config)
-    except TimestampError as exc:
-        _log_failure(evidence, exc, custody_head=head_hash)
-        raise
-    stored = _put_token(evidence, token)
-    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
-        _store_token(
-            session,
-            token,
-            subject=SUBJECT_CUSTODY_HEAD,
-            imprint=head_hash,
-            custody_event_id=head_id,
-            **stored,
-        )
-        custody.record(
-            session,
-            action="custody-anchored",
-            actor=evidence.actor,
-            details={"entry": head_id, "entry_hash": head_hash} | _token_details(token, stored),
-        )
+    token = _stamp(
+        evidence,
+        head_hash,
+        config,
+        subject={"subject": SUBJECT_CUSTODY_HEAD, "custody_event_id": head_id},
+        action="custody-anchored",
+        details={"entry": head_id, "entry_hash": head_hash},
+    )
     return {
         "entry": head_id,
         "entry_hash": head_hash,

@@ -25,6 +25,7 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+SnapshotArg = Annotated[str, typer.Argument(help="Snapshot id or a unique prefix of it.")]
 
 
 class State:

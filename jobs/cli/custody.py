@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich import box
@@ -14,7 +14,15 @@ from evidence_store import custody
 from evidence_store.errors import EvidenceError
 from evidence_store.index.models import CustodyEvent, MerkleProof
 from evidence_store.queries import resolve_snapshot
-from jobs.cli.common import JsonOption, err, out, print_json, record_custody, state
+from jobs.cli.common import (
+    JsonOption,
+    SnapshotArg,
+    err,
+    out,
+    print_json,
+    record_custody,
+    state,
+)
 from jobs.context import open_evidence
 from schemas import format_rfc3339
 
@@ -40,7 +48,7 @@ def _entry(event: CustodyEvent) -> dict[str, Any]:
 
 @custody_app.command("show")
 def custody_show(
-    snapshot: Annotated[str, typer.Argument(help="Snapshot id or a unique prefix of it.")],
+    snapshot: SnapshotArg,
     as_json: JsonOption = False,
 ) -> None:
     """Every custody entry about a snapshot, oldest first (this viewing is logged too)."""

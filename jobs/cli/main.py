@@ -27,6 +27,7 @@ from evidence_store.sweep import sweep as sweep_store
 from evidence_store.verify import verify as verify_snapshots
 from jobs.cli.common import (
     JsonOption,
+    SnapshotArg,
     bytes_progress,
     err,
     out,
@@ -427,7 +428,7 @@ def snapshots_list(
 
 @snapshots_app.command("show")
 def snapshots_show(
-    snapshot: Annotated[str, typer.Argument(help="Snapshot id or a unique prefix of it.")],
+    snapshot: SnapshotArg,
     as_json: JsonOption = False,
 ) -> None:
     """Show one snapshot: its manifest data and artifacts (recorded in the custody log)."""
