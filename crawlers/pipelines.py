@@ -1,4 +1,9 @@
-"""The archive pipeline: each finished page becomes a snapshot through evidence_store.archive().
+"""The archive pipeline: each finished page becomes a snapshot in the evidence store.
+
+A page's artifacts are written and read back in a worker thread as soon as it arrives; then
+its snapshot is committed together with the others ready at that moment (group commit, as
+``evidence_store.archive.archive_many`` does for ingestion): one transaction, one flush of the
+object store and one lock round for the group instead of one per page.
 
 The evidence store (an evidence_store.archive.EvidenceStore) comes as ``crawler.evidence_store``,
 set by crawlers.runner; the rest from settings: ``EVIDENCE_COLLECTION``, ``EVIDENCE_NOTE``,
@@ -12,6 +17,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
@@ -21,11 +27,77 @@ from crawlers.exchanges import Exchange
 from crawlers.items import PageCapture
 from crawlers.redaction import Redactor
 from crawlers.signals import capture_finished
-from evidence_store.archive import EvidenceStore, archive
+from evidence_store.archive import (
+    ArchivedSnapshot,
+    EvidenceStore,
+    commit_snapshots,
+    store_artifacts,
+)
 from evidence_store.errors import EvidenceError
-from schemas import CaptureOutcome
+from schemas import ArtifactEntry, Capture, CaptureOutcome
 
 log = logging.getLogger(__name__)
+
+
+class GroupCommitter:
+    """Commits captures whose bytes are stored, in groups formed while the last one commits.
+
+    The first capture commits at once; those that arrive while it commits wait and go in the
+    next group (up to ``max_group``), so latency stays one commit and throughput grows with
+    the load. Chain order is arrival order. When a group fails, its captures are retried one
+    by one, so that one bad capture fails alone.
+    """
+
+    def __init__(self, evidence: EvidenceStore, *, max_group: int = 64) -> None:
+        self.evidence = evidence
+        self.max_group = max_group
+        self._waiting: list[tuple[Capture, list[ArtifactEntry], asyncio.Future[Any]]] = []
+        self._committing: asyncio.Task[None] | None = None
+        self.groups = 0  # transactions that committed snapshots, for the crawl's log
+        self.committed = 0
+
+    async def commit(self, capture: Capture, entries: list[ArtifactEntry]) -> ArchivedSnapshot:
+        """Commit one capture (with whichever others are waiting); its archived snapshot."""
+        future: asyncio.Future[ArchivedSnapshot] = asyncio.get_running_loop().create_future()
+        self._waiting.append((capture, entries, future))
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            group = self._waiting[: self.max_group]
+            del self._waiting[: self.max_group]
+            items = [(capture, entries) for capture, entries, _ in group]
+            try:
+                archived = await asyncio.to_thread(commit_snapshots, self.evidence, items)
+            except Exception as exc:
+                if len(group) == 1:
+                    _settle(group[0][2], exc)
+                    continue
+                for item, (_, _, future) in zip(items, group, strict=True):
+                    try:
+                        one = await asyncio.to_thread(commit_snapshots, self.evidence, [item])
+                    except Exception as item_exc:
+                        _settle(future, item_exc)
+                    else:
+                        self.groups += 1
+                        self.committed += 1
+                        _settle(future, one[0])
+            else:
+                self.groups += 1
+                self.committed += len(archived)
+                for (_, _, future), snapshot in zip(group, archived, strict=True):
+                    _settle(future, snapshot)
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    if future.done():  # the waiting item was cancelled (the crawl is shutting down)
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 class ArchivePipeline:
@@ -44,6 +116,7 @@ class ArchivePipeline:
             header_names=set(settings.getlist("REDACT_HEADERS")),
         )
         self.workdir = Path(tempfile.mkdtemp(prefix="evidence-capture-"))
+        self.committer = GroupCommitter(evidence)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ArchivePipeline:
@@ -63,7 +136,8 @@ class ArchivePipeline:
         )
         if item.exchanges or item.resources:
             try:
-                archived = await asyncio.to_thread(self._archive, item)
+                capture, entries = await asyncio.to_thread(self._store, item)
+                archived = await self.committer.commit(capture, entries)
             except EvidenceError as exc:
                 # One URL that cannot be archived must not stop the run: it is reported.
                 log.error("could not archive %s: %s", item.requested_url, exc)
@@ -79,7 +153,8 @@ class ArchivePipeline:
         self.crawler.signals.send_catch_log(capture_finished, outcome=outcome)
         return item
 
-    def _archive(self, page: PageCapture):
+    def _store(self, page: PageCapture) -> tuple[Capture, list[ArtifactEntry]]:
+        """Build the capture's files and store them (read back); the capture and its entries."""
         capture = build_capture(
             page,
             workdir=self.workdir,
@@ -92,8 +167,8 @@ class ArchivePipeline:
             user_agent=self.user_agent,
         )
         try:
-            return archive(self.evidence, capture)
-        finally:
+            return capture, store_artifacts(self.evidence.objects, capture)
+        finally:  # stored and read back, or failed: the working copies are not needed
             for artifact in capture.artifacts:
                 if artifact.path is not None:
                     artifact.path.unlink(missing_ok=True)
@@ -104,6 +179,12 @@ class ArchivePipeline:
         for exchange in getattr(spider, "robots_exchanges", []):
             await self.process_item(self._robots_page(exchange))
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.committer.committed:
+            log.info(
+                "archived %d snapshot(s) in %d group commit(s)",
+                self.committer.committed,
+                self.committer.groups,
+            )
 
     @staticmethod
     def _robots_page(exchange: Exchange) -> PageCapture:

@@ -62,6 +62,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from functools import cache
 from http import HTTPStatus
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -174,6 +175,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"metadata value of type {type(value).__name__} is not JSON")
 
 
+@cache  # importlib.metadata reads the dist-info files on every call
 def _warcio_version() -> str:
     try:
         return importlib_metadata.version("warcio")
