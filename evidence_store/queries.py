@@ -56,6 +56,7 @@ def snapshot_info(snap: Snapshot) -> SnapshotInfo:
             )
             for a in snap.artifacts
         ],
+        deleted_at=snap.deleted_at,
     )
 
 

@@ -11,6 +11,7 @@ from evidence_store.index import Index
 from evidence_store.objects import ObjectStore
 from evidence_store.queries import resolve_snapshot, snapshot_info
 from exhibits.wacz import export_wacz
+from schemas import format_rfc3339
 
 
 def export_snapshots_wacz(
@@ -24,6 +25,12 @@ def export_snapshots_wacz(
         warcs: list[Path] = []
         pages = []
         for info in infos:
+            if info.deleted_at is not None:
+                raise EvidenceError(
+                    f"snapshot {info.id} cannot be exported: its artifacts were deleted under "
+                    f"the retention policy on {format_rfc3339(info.deleted_at)} (its manifest, "
+                    "signature and timestamps remain: `evidence snapshots show`)"
+                )
             found = [a for a in info.artifacts if a.role == "warc"]
             if not found:
                 raise EvidenceError(f"snapshot {info.id} has no WARC to export (kind {info.kind})")

@@ -150,3 +150,5 @@ class SnapshotInfo(BaseModel):
     note: str | None = None
     key_fingerprint: str
     artifacts: list[ArtifactEntry]
+    # Set when the retention policy deleted the artifacts' bytes; manifest and signature remain.
+    deleted_at: UtcDateTime | None = None

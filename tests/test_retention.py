@@ -568,6 +568,16 @@ def test_cli_end_to_end(
 
     verified = run_cli("verify", "--all", env=env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    # A deleted snapshot says so (its digests stay listed); it is never shown as intact bytes.
+    shown = cli_json("snapshots", "show", snap[:12], env=env)
+    assert shown["snapshot"]["deleted_at"] and shown["snapshot"]["artifacts"]
+    assert (
+        "artifacts deleted under the retention policy"
+        in run_cli("snapshots", "show", snap[:12], env=env, check=True).stdout
+    )
+    exported = run_cli("export", "wacz", snap[:12], "-o", str(tmp_path / "x.wacz"), env=env)
+    assert exported.returncode == 2 and not (tmp_path / "x.wacz").exists()
+    assert "deleted under the retention policy" in exported.stderr
     [ads, reports] = cli_json("retention", "show", env=env)
     assert (ads["collection"], ads["days"], ads["deleted"], ads["snapshots"]) == ("ads", 30, 2, 2)
     assert reports["days"] is None

@@ -452,6 +452,11 @@ def snapshots_show(
     if info.note:
         out.print(f"note {escape(info.note)}")
     out.print(f"signed by {info.key_fingerprint}")
+    if info.deleted_at is not None:
+        out.print(
+            f"[yellow]artifacts deleted[/] under the retention policy on "
+            f"{format_rfc3339(info.deleted_at)}: their digests below remain, their bytes do not"
+        )
     table = Table()
     for column in ("role", "name", "media type", "bytes", "sha256"):
         table.add_column(column, overflow="fold")
