@@ -183,12 +183,13 @@ def events_of(
             and_(CustodyEvent.collection_id == collection_id, CustodyEvent.snapshot_id.is_(None)),
         )
     if tree_id is not None:
-        about = or_(about, CustodyEvent.action.in_(TREE_ACTIONS))
-    found = session.scalars(select(CustodyEvent).where(about).order_by(CustodyEvent.id))
-    return [
-        e
-        for e in found
-        if e.snapshot_id == snapshot_id
-        or e.action not in TREE_ACTIONS
-        or (tree_id is not None and e.details.get("tree") == tree_id)
-    ]
+        # Filtered in the database (json_extract / jsonb ->>), not by loading every run's
+        # tree entries: a log of nightly runs holds thousands of them.
+        about = or_(
+            about,
+            and_(
+                CustodyEvent.action.in_(TREE_ACTIONS),
+                CustodyEvent.details["tree"].as_integer() == tree_id,
+            ),
+        )
+    return list(session.scalars(select(CustodyEvent).where(about).order_by(CustodyEvent.id)))

@@ -94,6 +94,25 @@ def test_merkle_source_gets_one_token_for_the_run(
         assert stamp["via"].startswith(f"merkle tree {tree.id} leaf ")
 
 
+def test_custody_show_lists_the_entries_of_the_snapshots_own_tree(
+    tsa_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = tsa_env | MERKLE_SOURCE
+    runs = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        folder.mkdir()
+        proc = run_cli(
+            "ingest", *make_files(folder, 2), "--source", "sor-dumps", "--json", env=env, check=True
+        )
+        runs.append([r["snapshot"] for r in json.loads(proc.stdout)])
+    shown = json.loads(run_cli("custody", "show", runs[1][0], "--json", env=env).stdout)
+    trees = {e["details"]["tree"] for e in shown["entries"] if "tree" in e["details"]}
+    actions = [e["action"] for e in shown["entries"]]
+    assert actions == ["archived", "merkle-tree", "timestamped"]
+    assert trees == {2}  # the tree of the second run, not the first
+
+
 def test_sources_without_merkle_mode_keep_one_token_per_snapshot(
     tsa_env: dict[str, str], tmp_path: Path
 ) -> None:
