@@ -30,6 +30,10 @@ DOWNLOAD_WARNSIZE = 0
 REDIRECT_MAX_TIMES = 10
 CONCURRENT_REQUESTS = 8
 CONCURRENT_REQUESTS_PER_DOMAIN = 4
+# Items per *response* handled at once. Our spiders yield one capture per response, and Scrapy
+# starts this many worker tasks for every response's output whatever its length: at the
+# default (100) that task churn was the largest single cost of the reactor thread.
+CONCURRENT_ITEMS = 1
 COOKIES_ENABLED = True
 LOG_LEVEL = "WARNING"
 
