@@ -73,6 +73,13 @@ class TimestampConfig(BaseModel):
         default_factory=list, description="PEM files of the CAs trusted to issue timestamps"
     )
     timeout: float = Field(default=10.0, gt=0, le=300, description="seconds per TSA")
+    tokens: int = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description="tokens to keep per snapshot or Merkle root, each from a different TSA "
+        "(the first that answer, in list order)",
+    )
     mode: Literal["snapshot", "merkle"] = Field(
         default="snapshot",
         description="one token per snapshot, or one per run over a Merkle tree of its snapshots",
@@ -176,6 +183,7 @@ class Settings(BaseSettings):
             timeout=self.timestamps.timeout,
             mode=self.timestamps.mode,
             source_modes=dict(self.timestamps.sources),
+            tokens=self.timestamps.tokens,
         )
 
     def store_options(self) -> dict[str, Any]:

@@ -112,3 +112,57 @@ def test_sweep_counts_tokens_as_referenced(env: dict[str, str]) -> None:
     # artifact, manifest, signature, the snapshot's token, the custody head's token, and the
     # TSA's certificate chain (one object: both tokens carry the same chain)
     assert report["referenced"] == 6
+
+
+def test_tokens_from_two_tsas_are_kept_and_each_verified(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """``[timestamps] tokens = 2``: a dead TSA is skipped, the next two each give a token."""
+    from sqlalchemy import select
+
+    from evidence_store.index import Index, TimestampRecord
+
+    with LocalTSA(key_type="ec") as second:
+        ca2 = tmp_path / "second-ca.pem"
+        ca2.write_bytes(second.ca_pem)
+        first_url = json.loads(env["EVIDENCE_TIMESTAMPS__TSA_URLS"])[0]
+        anchors = [*json.loads(env["EVIDENCE_TIMESTAMPS__TRUST_ANCHORS"]), str(ca2)]
+        env = env | {
+            "EVIDENCE_TIMESTAMPS__TSA_URLS": json.dumps(
+                ["http://127.0.0.1:9/dead", first_url, second.url]
+            ),
+            "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps(anchors),
+            "EVIDENCE_TIMESTAMPS__TOKENS": "2",
+        }
+        [result] = json.loads(run_cli("ingest", str(SAMPLE), "--json", env=env).stdout)
+        snapshot = result["snapshot"]
+        index = Index(env["EVIDENCE_DB_URL"])
+        with index.session() as session:
+            records = list(
+                session.scalars(
+                    select(TimestampRecord)
+                    .where(TimestampRecord.snapshot_id == snapshot)
+                    .order_by(TimestampRecord.id)
+                )
+            )
+        index.dispose()
+        assert [r.tsa_url for r in records] == [first_url, second.url]
+
+        report = json.loads(run_cli("verify", snapshot, "--json", env=env, check=True).stdout)
+        [checked] = report["results"]
+        assert sorted(t["tsa"] for t in checked["timestamps"]) == sorted([first_url, second.url])
+        # Each reply passes openssl's own check against its own TSA's CA.
+        data = Path(env["EVIDENCE_DATA_DIR"]) / "objects" / "sha256"
+        for record, ca in zip(records, anchors, strict=True):
+            digest = record.reply_sha256
+            argv = openssl_verify_argv(
+                data / digest[:2] / digest[2:4] / digest, bytes.fromhex(snapshot), Path(ca)
+            )
+            check = subprocess.run(argv, capture_output=True, text=True)
+            assert "Verification: OK" in check.stdout, check.stdout + check.stderr
+        # Only one TSA left: one token is still a timestamp, not a failure.
+        env["EVIDENCE_TIMESTAMPS__TSA_URLS"] = json.dumps([second.url])
+        [alone] = json.loads(
+            run_cli("ingest", str(tmp_path / "second-ca.pem"), "--json", env=env, check=True).stdout
+        )
+        assert alone["timestamp"]

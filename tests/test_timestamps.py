@@ -31,6 +31,7 @@ from evidence_store.timestamps import (
     openssl_verify_command,
     parse_token,
     request_timestamp,
+    request_timestamps,
     verify_inclusion,
     verify_token,
 )
@@ -399,6 +400,25 @@ def test_client_falls_through_to_the_next_tsa(tsa: LocalTSA, failing: dict[str, 
     assert token.tsa_url == tsa.url
     assert [url for url, _ in token.skipped] == urls[:4]
     assert token.verified is not None
+
+
+def test_client_collects_tokens_from_several_tsas(
+    tsa: LocalTSA, other_tsa: LocalTSA, failing: dict[str, LocalTSA]
+) -> None:
+    urls = [failing["garbage"].url, tsa.url, failing["error"].url, other_tsa.url]
+    anchors = [tsa.ca_pem, other_tsa.ca_pem]
+    tokens = request_timestamps(DIGEST, urls, want=2, timeout=TIMEOUT, trust_anchors=anchors)
+    assert [t.tsa_url for t in tokens] == [tsa.url, other_tsa.url]
+    assert [url for url, _ in tokens[0].skipped] == [failing["garbage"].url]
+    assert [url for url, _ in tokens[1].skipped] == [failing["garbage"].url, failing["error"].url]
+    assert all(t.verified is not None for t in tokens)
+    # Stops once it has enough; fewer than wanted is what there is, not an error.
+    [first] = request_timestamps(DIGEST, urls, want=1, timeout=TIMEOUT, trust_anchors=anchors)
+    assert first.tsa_url == tsa.url
+    some = request_timestamps(DIGEST, urls, want=5, timeout=TIMEOUT, trust_anchors=anchors)
+    assert len(some) == 2
+    with pytest.raises(ValueError, match="at least 1"):
+        request_timestamps(DIGEST, urls, want=0, timeout=TIMEOUT)
 
 
 def test_client_names_every_failure(

@@ -9,6 +9,7 @@ from evidence_store.timestamps.client import (
     TimestampToken,
     build_timestamp_query,
     request_timestamp,
+    request_timestamps,
 )
 from evidence_store.timestamps.merkle import (
     inclusion_proof,
@@ -47,6 +48,7 @@ __all__ = [
     "openssl_verify_command",
     "parse_token",
     "request_timestamp",
+    "request_timestamps",
     "verify_inclusion",
     "verify_token",
 ]

@@ -6,6 +6,7 @@ a granted token over exactly our digest and nonce, signed by a certificate the t
 With ``trust_anchors`` it also runs the full :func:`~evidence_store.timestamps.verify.
 verify_token`, so that an untrusted or expired TSA counts as a failure and the next one is
 tried. If no TSA succeeds, :class:`TimestampError` lists every TSA with its reason.
+:func:`request_timestamps` goes on down the list to collect tokens from several TSAs.
 
 The query is built with asn1crypto: ``rfc3161-client``'s request builder hashes the data
 itself, and we only ever hold the digest. The transport is the standard library's urllib:
@@ -226,11 +227,42 @@ def request_timestamp(
 
     Raises :class:`TimestampError` naming every TSA and why it failed when none succeeded.
     """
+    return request_timestamps(
+        digest,
+        tsa_urls,
+        want=1,
+        timeout=timeout,
+        nonce=nonce,
+        cert_req=cert_req,
+        trust_anchors=trust_anchors,
+    )[0]
+
+
+def request_timestamps(
+    digest: bytes,
+    tsa_urls: Sequence[str],
+    *,
+    want: int,
+    timeout: float,
+    nonce: bool = True,
+    cert_req: bool = True,
+    trust_anchors: Sequence[bytes] | None = None,
+) -> list[TimestampToken]:
+    """Tokens over ``digest`` from up to ``want`` independent TSAs, asked in order.
+
+    As :func:`request_timestamp`, but it goes on down the list until ``want`` TSAs have each
+    given a usable token (a court may want a qualified TSA and a second, independent one).
+    Fewer than ``want`` is not an error as long as one answered; each token's ``skipped``
+    names the TSAs that failed before it. Raises :class:`TimestampError` when none did.
+    """
     if len(digest) != 32:
         raise ValueError(f"digest must be the 32-byte SHA-256, got {len(digest)} bytes")
     if not tsa_urls:
         raise TimestampError("no TSA URLs configured: cannot request a timestamp")
+    if want < 1:
+        raise ValueError(f"want must be at least 1, got {want}")
     failures: list[tuple[str, str]] = []
+    tokens: list[TimestampToken] = []
     for url in tsa_urls:
         # A fresh nonce per TSA: an answer meant for another request can never match.
         request_nonce = secrets.randbits(64) if nonce else None
@@ -246,13 +278,19 @@ def request_timestamp(
         except _Failure as failure:
             failures.append((url, str(failure)))
             continue
-        return TimestampToken(
-            tsa_url=url,
-            response_der=body,
-            info=info,
-            verified=verified,
-            skipped=tuple(failures),
+        tokens.append(
+            TimestampToken(
+                tsa_url=url,
+                response_der=body,
+                info=info,
+                verified=verified,
+                skipped=tuple(failures),
+            )
         )
+        if len(tokens) == want:
+            break
+    if tokens:
+        return tokens
     listed = "; ".join(f"{url}: {reason}" for url, reason in failures)
     raise TimestampError(
         f"no TSA issued a usable timestamp ({len(failures)} tried): {listed}", failures=failures

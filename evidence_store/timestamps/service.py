@@ -46,7 +46,7 @@ from evidence_store.index.models.timestamp import (
     SUBJECT_SNAPSHOT,
 )
 from evidence_store.objects import ObjectStore
-from evidence_store.timestamps.client import TimestampToken, request_timestamp
+from evidence_store.timestamps.client import TimestampToken, request_timestamps
 from evidence_store.timestamps.merkle import (
     inclusion_proofs,
     leaf_hash,
@@ -71,6 +71,7 @@ class TimestampSettings:
     timeout: float = 10.0
     mode: str = "snapshot"
     source_modes: Mapping[str, str] = field(default_factory=dict)
+    tokens: int = 1  # TSAs whose tokens are kept per digest (the first that answer)
 
     @property
     def enabled(self) -> bool:
@@ -114,10 +115,16 @@ def _put_token(evidence: EvidenceStore, token: TimestampToken) -> dict[str, Any]
     return {"reply_sha256": reply.sha256, "reply_size": reply.size, "chain_sha256": chain_sha256}
 
 
-def _request(evidence: EvidenceStore, digest_hex: str, config: TimestampSettings) -> TimestampToken:
+def _request(
+    evidence: EvidenceStore, digest_hex: str, config: TimestampSettings
+) -> list[TimestampToken]:
     anchors = config.anchors() or None
-    return request_timestamp(
-        bytes.fromhex(digest_hex), config.tsa_urls, timeout=config.timeout, trust_anchors=anchors
+    return request_timestamps(
+        bytes.fromhex(digest_hex),
+        config.tsa_urls,
+        want=config.tokens,
+        timeout=config.timeout,
+        trust_anchors=anchors,
     )
 
 
@@ -153,39 +160,41 @@ def _stamp(
     snapshot_id: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> TimestampToken:
-    """Get a token over ``digest_hex``, store it, and index it with its custody entry.
+    """Get a token over ``digest_hex`` (one per TSA, up to ``config.tokens``), store them and
+    index each with its custody entry; returns the first.
 
     ``subject`` names what the digest is (the TimestampRecord's subject columns). When no TSA
     answers, the failure is logged in the custody log and the TimestampError raised.
     """
     try:
-        token = _request(evidence, digest_hex, config)
+        tokens = _request(evidence, digest_hex, config)
     except TimestampError as exc:
         where = {"snapshot_id": snapshot_id} if snapshot_id else {"digest": digest_hex}
         _log_failure(evidence, exc, **where, **(details or {}))
         raise
-    stored = _put_token(evidence, token)
+    stored = [_put_token(evidence, token) for token in tokens]
     with evidence.index.writing(custody.CUSTODY_LOCK) as session:
-        session.add(
-            TimestampRecord(
-                imprint=digest_hex,
-                tsa_url=token.tsa_url,
-                gen_time=token.gen_time,
-                serial_number=str(token.serial_number),
-                created_at=utc_now(),
-                **subject,
-                **stored,
+        for token, objects in zip(tokens, stored, strict=True):
+            session.add(
+                TimestampRecord(
+                    imprint=digest_hex,
+                    tsa_url=token.tsa_url,
+                    gen_time=token.gen_time,
+                    serial_number=str(token.serial_number),
+                    created_at=utc_now(),
+                    **subject,
+                    **objects,
+                )
             )
-        )
-        session.flush()
-        custody.record(
-            session,
-            action=action,
-            actor=evidence.actor,
-            snapshot_id=snapshot_id,
-            details=(details or {}) | _token_details(token, stored),
-        )
-    return token
+            session.flush()
+            custody.record(
+                session,
+                action=action,
+                actor=evidence.actor,
+                snapshot_id=snapshot_id,
+                details=(details or {}) | _token_details(token, objects),
+            )
+    return tokens[0]
 
 
 # -- per snapshot ----------------------------------------------------------------------------
