@@ -108,6 +108,7 @@ def build_capture(
                 date=ex.received_at,
                 ip=ex.ip,
                 concurrent_to=request_id,
+                truncated=ex.notes.get("truncated"),
             )
             first_response = first_response or response_id
         for res in page.resources:
@@ -117,6 +118,7 @@ def build_capture(
                 res.data,
                 date=page.finished_at,
                 concurrent_to=first_response,
+                redacted=res.redacted,
             )
         warc.metadata(
             f"urn:metadata:{redactor.redact_url(page.requested_url)[0]}",

@@ -623,7 +623,11 @@ class PageRecorder:
         if not body_expected:
             return b"", {}
         if request.redirected_to is not None:
-            return b"", {"body": "not available: Chromium keeps no body of a redirect"}
+            # WARC-Truncated "unspecified": the record holds the response without its body.
+            return b"", {
+                "body": "not available: Chromium keeps no body of a redirect",
+                "truncated": "unspecified",
+            }
         stored = None
         if request.resource_type == "document":
             stored = self._documents.get(request.url.split("#", 1)[0])
@@ -648,7 +652,8 @@ class PageRecorder:
                 try:
                     body, note = await response.body(), "decoded"
                 except PlaywrightError as exc:
-                    return b"", {"body": f"not available: {exc.message}"}
+                    unavailable = f"not available: {exc.message}"
+                    return b"", {"body": unavailable, "truncated": "unspecified"}
             if len(body) > max(0, limit):
                 self.truncated.append(
                     {"url": request.url, "decoded_bytes": len(body), "kept_bytes": max(0, limit)}
@@ -1091,7 +1096,9 @@ class BrowserCapture:
         result.timings["dom_ms"] = _ms(time.monotonic() - t)
         if names:
             result.details["dom_redacted"] = names
-        result.resources.append(Resource("dom", "dom.html", "text/html; charset=utf-8", dom))
+        result.resources.append(
+            Resource("dom", "dom.html", "text/html; charset=utf-8", dom, redacted=names)
+        )
 
     async def _settle(self, page: Page, recorder: PageRecorder) -> None:
         """A short pause and two animation frames: rendering after the last response."""

@@ -31,6 +31,7 @@ class Resource:
     name: str
     media_type: str
     data: bytes
+    redacted: list[str] = field(default_factory=list)  # names scrubbed from data (WARC-Redacted)
 
 
 @dataclass

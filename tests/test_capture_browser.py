@@ -270,7 +270,12 @@ def test_redirect_chain_is_in_the_metadata(captured: dict, site: FixtureSite) ->
     recs = records(captured, "redirect")
     responses = [r for r in recs if r[0] == "response"]
     assert [r[2].get_statuscode() for r in responses[:3]] == ["302", "301", "200"]
-    assert responses[0][3] == b""  # Chromium keeps no redirect bodies
+    assert responses[0][3] == b""  # Chromium keeps no redirect bodies, and the records say so
+    assert [r[1].get_header("WARC-Truncated") for r in responses[:3]] == [
+        "unspecified",
+        "unspecified",
+        None,
+    ]
     chain = json.loads(next(r for r in recs if r[0] == "metadata")[3])["redirect_chain"]
     assert [c["status"] for c in chain] == [302, 301, 200]
     assert chain[0]["location"] == "/redirect/2"
@@ -333,6 +338,14 @@ def test_secrets_are_scrubbed_and_never_stored(captured: dict) -> None:
     meta = metadata(captured, "secrets")
     assert set(meta["withheld"]) == {"screenshot", "pdf"}
     assert meta["dom_redacted"]
+    # The DOM's WARC record names what was scrubbed from it (names only, never values).
+    [dom_record] = [
+        r
+        for r in records(captured, "secrets")
+        if r[1].get_header("WARC-Target-URI", "").startswith("urn:dom:")
+    ]
+    marked = {n.strip() for n in dom_record[1].get_header("WARC-Redacted", "").split(",")}
+    assert set(meta["dom_redacted"]) <= marked
     roles = {a["role"] for a in show(captured, "secrets")["snapshot"]["artifacts"]}
     assert roles == {"warc", "dom", "metadata"}
     assert any("script error for the record" in c["text"] for c in meta["console"])
