@@ -15,7 +15,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -63,6 +71,34 @@ class S3Settings(BaseModel):
     legal_hold: bool = Field(default=False, description="put a legal hold on every new object")
 
 
+class TsaAuthConfig(BaseModel):
+    """Credentials for one TSA (``[timestamps.tsa_auth."https://tsa.example/tsr"]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str | None = Field(default=None, description="HTTP Basic user name")
+    password: SecretStr | None = Field(default=None, description="HTTP Basic password")
+    client_cert: Path | None = Field(default=None, description="TLS client certificate (PEM)")
+    client_key: Path | None = Field(
+        default=None, description="its private key (PEM), unless in client_cert"
+    )
+    ca_file: Path | None = Field(
+        default=None, description="CA of the TSA's HTTPS server certificate, if not the system's"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> TsaAuthConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both username and password, or neither")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        for name in ("client_cert", "client_key", "ca_file"):
+            path = getattr(self, name)
+            if path is not None and not path.expanduser().is_file():
+                raise ValueError(f"{name} file {path} does not exist")
+        return self
+
+
 class TimestampConfig(BaseModel):
     """RFC 3161 Time-Stamping Authorities: asked in order after each snapshot is archived."""
 
@@ -90,6 +126,9 @@ class TimestampConfig(BaseModel):
     anchor_custody: bool = Field(
         default=True, description="timestamp the custody log's head after each run"
     )
+    tsa_auth: dict[str, TsaAuthConfig] = Field(
+        default_factory=dict, description="credentials by TSA URL (each must be in tsa_urls)"
+    )
 
     @field_validator("tsa_urls")
     @classmethod
@@ -97,7 +136,22 @@ class TimestampConfig(BaseModel):
         for url in value:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"not an http(s) URL: {url!r}")
+            if "@" in url.split("/", 3)[2]:
+                # The URL is written to the index and the custody log with every token.
+                raise ValueError(
+                    "a TSA URL must not carry credentials (they would be recorded with every "
+                    "token): put them in [timestamps.tsa_auth]"
+                )
         return value
+
+    @model_validator(mode="after")
+    def _auth_names_known_tsas(self) -> TimestampConfig:
+        for url, auth in self.tsa_auth.items():
+            if url not in self.tsa_urls:
+                raise ValueError(f"tsa_auth names {url}, which is not one of tsa_urls")
+            if auth.username is not None and not url.startswith("https://"):
+                raise ValueError(f"tsa_auth for {url}: a password is only ever sent over https")
+        return self
 
     @field_validator("trust_anchors")
     @classmethod
@@ -175,6 +229,7 @@ class Settings(BaseSettings):
 
     def timestamp_settings(self) -> Any:
         """The timestamping configuration as the evidence store takes it."""
+        from evidence_store.timestamps.client import TsaAccess
         from evidence_store.timestamps.service import TimestampSettings
 
         return TimestampSettings(
@@ -184,6 +239,16 @@ class Settings(BaseSettings):
             mode=self.timestamps.mode,
             source_modes=dict(self.timestamps.sources),
             tokens=self.timestamps.tokens,
+            access={
+                url: TsaAccess(
+                    username=auth.username,
+                    password=auth.password.get_secret_value() if auth.password else None,
+                    client_cert=_absolute(auth.client_cert),
+                    client_key=_absolute(auth.client_key),
+                    ca_file=_absolute(auth.ca_file),
+                )
+                for url, auth in self.timestamps.tsa_auth.items()
+            },
         )
 
     def store_options(self) -> dict[str, Any]:
@@ -212,6 +277,10 @@ class Settings(BaseSettings):
         for key in ("access_key", "secret_key"):
             data["s3"][key] = "********" if getattr(self.s3, key) is not None else None
         return data
+
+
+def _absolute(path: Path | None) -> Path | None:
+    return path.expanduser().absolute() if path is not None else None
 
 
 def config_file(explicit: Path | None = None) -> Path | None:

@@ -166,3 +166,41 @@ def test_tokens_from_two_tsas_are_kept_and_each_verified(
             run_cli("ingest", str(tmp_path / "second-ca.pem"), "--json", env=env, check=True).stdout
         )
         assert alone["timestamp"]
+
+
+def test_a_tsa_behind_https_and_a_password(env: dict[str, str], tmp_path: Path) -> None:
+    """Credentials come from the settings, reach the TSA, and nowhere else."""
+    password = "qualified-tsa-pw-81d2e6"
+    with LocalTSA(tls=True, basic_auth=("kanzlei", password)) as locked:
+        server_ca, tokens_ca = tmp_path / "tls-ca.pem", tmp_path / "tsa-ca.pem"
+        server_ca.write_bytes(locked.tls_ca_pem)
+        tokens_ca.write_bytes(locked.ca_pem)
+        auth = {
+            locked.url: {"username": "kanzlei", "password": password, "ca_file": str(server_ca)}
+        }
+        env = env | {
+            "EVIDENCE_TIMESTAMPS__TSA_URLS": json.dumps([locked.url]),
+            "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps([str(tokens_ca)]),
+            "EVIDENCE_TIMESTAMPS__TSA_AUTH": json.dumps(auth),
+        }
+        [result] = json.loads(run_cli("ingest", str(SAMPLE), "--json", env=env, check=True).stdout)
+        assert result["timestamp"] and locked.served
+        verified = json.loads(run_cli("verify", "--all", "--json", env=env, check=True).stdout)
+        assert verified["ok"] and verified["untimestamped"] == 0
+        shown = run_cli("config", "show", "--json", env=env, check=True).stdout
+        assert password not in shown and "kanzlei" in shown
+        # Not in any object, the index or anything else under the data folder.
+        for path in Path(env["EVIDENCE_DATA_DIR"]).rglob("*"):
+            if path.is_file():
+                assert password.encode() not in path.read_bytes(), path
+
+        # A password for a plain-http TSA is refused before anything runs.
+        plain = env | {
+            "EVIDENCE_TIMESTAMPS__TSA_URLS": json.dumps(["http://127.0.0.1:9/tsa"]),
+            "EVIDENCE_TIMESTAMPS__TSA_AUTH": json.dumps(
+                {"http://127.0.0.1:9/tsa": {"username": "kanzlei", "password": password}}
+            ),
+        }
+        refused = run_cli("ingest", str(SAMPLE), env=plain)
+        assert refused.returncode == 2 and "only ever sent over https" in refused.stderr
+        assert password not in refused.stderr

@@ -22,6 +22,7 @@ from evidence_store.timestamps import (
     TimestampError,
     TimestampToken,
     TimestampVerificationError,
+    TsaAccess,
     build_timestamp_query,
     inclusion_proof,
     inclusion_proofs,
@@ -545,3 +546,61 @@ def test_a_timestamped_root_covers_each_snapshot(tsa: LocalTSA) -> None:
     for index, proof in enumerate(inclusion_proofs(leaves)):
         assert verify_inclusion(leaf_hash(snapshot_ids[index]), index, 5, proof, root)
     assert verify_token(token.response_der, root, [tsa.ca_pem]).info.message_imprint == root
+
+
+# -- TSAs that want credentials (qualified TSAs mostly do) ----------------------------------
+PASSWORD = "tsa-pass-3f9c1e77"
+
+
+def test_basic_auth_over_https(tmp_path: Path) -> None:
+    with LocalTSA(tls=True, basic_auth=("evidence", PASSWORD)) as locked:
+        server_ca = tmp_path / "tls-ca.pem"
+        server_ca.write_bytes(locked.tls_ca_pem)
+        anchors = [locked.ca_pem]
+
+        def ask(access: TsaAccess | None) -> TimestampToken:
+            given = {locked.url: access} if access else None
+            return request_timestamp(
+                DIGEST, [locked.url], timeout=TIMEOUT, trust_anchors=anchors, access=given
+            )
+
+        with pytest.raises(TimestampError, match=r"HTTP 401.*wants credentials"):
+            ask(TsaAccess(ca_file=server_ca))
+        with pytest.raises(TimestampError, match=r"HTTP 401.*refused our credentials"):
+            ask(TsaAccess(username="evidence", password="wrong", ca_file=server_ca))
+        # Without the server's CA the connection itself is refused: nothing was sent.
+        with pytest.raises(TimestampError, match="CERTIFICATE_VERIFY_FAILED"):
+            ask(TsaAccess(username="evidence", password=PASSWORD))
+        assert locked.unauthorized == 2
+        token = ask(TsaAccess(username="evidence", password=PASSWORD, ca_file=server_ca))
+        assert token.verified is not None and token.tsa_url == locked.url
+        # The password never shows in what is kept or printed of the access.
+        assert PASSWORD not in repr(TsaAccess(username="evidence", password=PASSWORD))
+
+
+def test_credentials_are_never_sent_over_plain_http() -> None:
+    with LocalTSA(basic_auth=("evidence", PASSWORD)) as plain:
+        access = {plain.url: TsaAccess(username="evidence", password=PASSWORD)}
+        with pytest.raises(TimestampError, match="only ever sent over https"):
+            request_timestamp(DIGEST, [plain.url], timeout=TIMEOUT, access=access)
+        assert plain.requests == 0
+
+
+def test_client_certificate(tmp_path: Path) -> None:
+    with LocalTSA(tls=True, client_certs=True) as mtls:
+        server_ca, cert, key = tmp_path / "ca.pem", tmp_path / "client.pem", tmp_path / "key.pem"
+        server_ca.write_bytes(mtls.tls_ca_pem)
+        cert.write_bytes(mtls.client_cert_pem)
+        key.write_bytes(mtls.client_key_pem)
+        without = {mtls.url: TsaAccess(ca_file=server_ca)}
+        with pytest.raises(TimestampError) as refused:
+            request_timestamp(DIGEST, [mtls.url], timeout=TIMEOUT, access=without)
+        assert mtls.url in str(refused.value) and not mtls.served
+        access = {mtls.url: TsaAccess(client_cert=cert, client_key=key, ca_file=server_ca)}
+        token = request_timestamp(
+            DIGEST, [mtls.url], timeout=TIMEOUT, trust_anchors=[mtls.ca_pem], access=access
+        )
+        assert token.verified is not None
+        missing = {mtls.url: TsaAccess(client_cert=tmp_path / "nope.pem", ca_file=server_ca)}
+        with pytest.raises(TimestampError, match="cannot load the TLS files"):
+            request_timestamp(DIGEST, [mtls.url], timeout=TIMEOUT, access=missing)

@@ -7,6 +7,7 @@ bytes) or a Merkle root over snapshot ids; see docs/timestamps.md.
 
 from evidence_store.timestamps.client import (
     TimestampToken,
+    TsaAccess,
     build_timestamp_query,
     request_timestamp,
     request_timestamps,
@@ -37,6 +38,7 @@ __all__ = [
     "TimestampToken",
     "TimestampVerificationError",
     "TokenInfo",
+    "TsaAccess",
     "VerifiedTimestamp",
     "build_timestamp_query",
     "inclusion_proof",

@@ -16,14 +16,18 @@ is needed.
 
 from __future__ import annotations
 
+import base64
+import functools
 import http.client
 import secrets
+import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -89,6 +93,23 @@ class TimestampToken:
         return self.info.tsa_certificate
 
 
+@dataclass(frozen=True)
+class TsaAccess:
+    """How to reach a TSA that wants credentials, as most qualified (eIDAS) TSAs do.
+
+    ``username``/``password`` are sent as HTTP Basic authentication, and only over https;
+    ``client_cert``/``client_key`` (PEM files) authenticate by TLS client certificate;
+    ``ca_file`` names the CA of the TSA's *server* certificate when the system's store does
+    not hold it. None of this is ever written to the archive.
+    """
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    ca_file: Path | None = None
+
+
 class _Failure(Exception):
     """One TSA's failure; the message is the reason shown to the user."""
 
@@ -101,6 +122,24 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+@functools.lru_cache(maxsize=16)
+def _opener(access: TsaAccess | None) -> urllib.request.OpenerDirector:
+    """The opener for a TSA: ours, with a TLS context when the access needs one."""
+    if access is None or (access.client_cert is None and access.ca_file is None):
+        return _OPENER
+    try:
+        context = ssl.create_default_context(cafile=str(access.ca_file) if access.ca_file else None)
+        if access.client_cert is not None:
+            context.load_cert_chain(
+                access.client_cert, access.client_key if access.client_key else None
+            )
+    except (ssl.SSLError, OSError) as exc:
+        which = access.client_cert or access.ca_file
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise _Failure(f"cannot load the TLS files for this TSA ({which}): {reason}") from None
+    return urllib.request.build_opener(_NoRedirects, urllib.request.HTTPSHandler(context=context))
 
 
 def build_timestamp_query(digest: bytes, *, nonce: int | None, cert_req: bool = True) -> bytes:
@@ -120,25 +159,29 @@ def build_timestamp_query(digest: bytes, *, nonce: int | None, cert_req: bool = 
     return tsp.TimeStampReq(fields).dump()
 
 
-def _post(url: str, query: bytes, timeout: float) -> tuple[bytes, str]:
+def _post(
+    url: str, query: bytes, timeout: float, access: TsaAccess | None = None
+) -> tuple[bytes, str]:
     scheme = urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise _Failure(f"not an http(s) URL (scheme {scheme or 'missing'!r})")
-    request = urllib.request.Request(
-        url,
-        data=query,
-        method="POST",
-        headers={
-            "Content-Type": QUERY_MEDIA_TYPE,
-            "Accept": REPLY_MEDIA_TYPE,
-            "User-Agent": USER_AGENT,
-        },
-    )
+    headers = {
+        "Content-Type": QUERY_MEDIA_TYPE,
+        "Accept": REPLY_MEDIA_TYPE,
+        "User-Agent": USER_AGENT,
+    }
+    if access is not None and access.username is not None:
+        if scheme != "https":
+            raise _Failure("credentials are only ever sent over https: nothing was sent")
+        pair = f"{access.username}:{access.password or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    opener = _opener(access)
+    request = urllib.request.Request(url, data=query, method="POST", headers=headers)
     # The socket time-out bounds the connect and each read; the deadline bounds the whole
     # answer, so that a TSA trickling bytes cannot hold the run for longer than `timeout`.
     deadline = time.monotonic() + timeout
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with opener.open(request, timeout=timeout) as response:
             content_type = response.headers.get("Content-Type", "none")
             chunks: list[bytes] = []
             size = 0
@@ -153,6 +196,11 @@ def _post(url: str, query: bytes, timeout: float) -> tuple[bytes, str]:
         if 300 <= exc.code < 400:
             where = exc.headers.get("Location", "?")
             raise _Failure(f"HTTP {exc.code} redirect to {where} (not followed)") from None
+        if exc.code in (401, 403):
+            asked = "refused our credentials" if "Authorization" in headers else "wants credentials"
+            raise _Failure(
+                f"HTTP {exc.code} {exc.reason}: the TSA {asked} ([timestamps.tsa_auth])"
+            ) from None
         raise _Failure(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
@@ -176,9 +224,10 @@ def _ask(
     nonce: int | None,
     cert_req: bool,
     trust_anchors: Sequence[bytes] | None,
+    access: TsaAccess | None = None,
 ) -> tuple[bytes, TokenInfo, VerifiedTimestamp | None]:
     query = build_timestamp_query(digest, nonce=nonce, cert_req=cert_req)
-    body, content_type = _post(url, query, timeout)
+    body, content_type = _post(url, query, timeout, access)
     try:
         info = parse_token(body)
     except TimestampRefused as exc:
@@ -216,6 +265,7 @@ def request_timestamp(
     nonce: bool = True,
     cert_req: bool = True,
     trust_anchors: Sequence[bytes] | None = None,
+    access: Mapping[str, TsaAccess] | None = None,
 ) -> TimestampToken:
     """Get an RFC 3161 timestamp over a SHA-256 ``digest`` from the first TSA that gives one.
 
@@ -223,7 +273,8 @@ def request_timestamp(
     answer counts only if it is a granted TimeStampResp whose imprint is our digest, whose
     nonce is ours (with ``nonce``) and which carries the TSA certificate (with ``cert_req``);
     with ``trust_anchors`` (PEM/DER CA certificates) the token must also pass
-    :func:`~evidence_store.timestamps.verify.verify_token`.
+    :func:`~evidence_store.timestamps.verify.verify_token`. ``access`` gives the credentials
+    of the TSAs that want them, by URL.
 
     Raises :class:`TimestampError` naming every TSA and why it failed when none succeeded.
     """
@@ -235,6 +286,7 @@ def request_timestamp(
         nonce=nonce,
         cert_req=cert_req,
         trust_anchors=trust_anchors,
+        access=access,
     )[0]
 
 
@@ -247,6 +299,7 @@ def request_timestamps(
     nonce: bool = True,
     cert_req: bool = True,
     trust_anchors: Sequence[bytes] | None = None,
+    access: Mapping[str, TsaAccess] | None = None,
 ) -> list[TimestampToken]:
     """Tokens over ``digest`` from up to ``want`` independent TSAs, asked in order.
 
@@ -274,6 +327,7 @@ def request_timestamps(
                 nonce=request_nonce,
                 cert_req=cert_req,
                 trust_anchors=trust_anchors,
+                access=(access or {}).get(url),
             )
         except _Failure as failure:
             failures.append((url, str(failure)))

@@ -46,7 +46,7 @@ from evidence_store.index.models.timestamp import (
     SUBJECT_SNAPSHOT,
 )
 from evidence_store.objects import ObjectStore
-from evidence_store.timestamps.client import TimestampToken, request_timestamps
+from evidence_store.timestamps.client import TimestampToken, TsaAccess, request_timestamps
 from evidence_store.timestamps.merkle import (
     inclusion_proofs,
     leaf_hash,
@@ -72,6 +72,7 @@ class TimestampSettings:
     mode: str = "snapshot"
     source_modes: Mapping[str, str] = field(default_factory=dict)
     tokens: int = 1  # TSAs whose tokens are kept per digest (the first that answer)
+    access: Mapping[str, TsaAccess] = field(default_factory=dict)  # credentials by TSA URL
 
     @property
     def enabled(self) -> bool:
@@ -125,6 +126,7 @@ def _request(
         want=config.tokens,
         timeout=config.timeout,
         trust_anchors=anchors,
+        access=config.access,
     )
 
 
