@@ -310,12 +310,14 @@ def verify(
     progress: ProgressCallback | None = None,
     on_total: Callable[[int], None] | None = None,
     timestamp_anchors: Sequence[bytes] | None = None,
+    timestamp_crls: Sequence[bytes] = (),
     custody_log: bool = False,
 ) -> VerifyReport:
     """Verify the given snapshots (all when ``snapshot_ids`` is None) from their bytes.
 
     With ``timestamp_anchors``, their tokens (own, or their Merkle tree's with the inclusion
-    proof) are verified too; with ``custody_log``, the whole custody log and its anchors and the
+    proof) are verified too, and with ``timestamp_crls`` the TSA certificates' revocation
+    status; with ``custody_log``, the whole custody log and its anchors and the
     signing keys' endorsement chain.
     """
     report = VerifyReport(started_at=format_rfc3339(utc_now()))
@@ -377,7 +379,9 @@ def verify(
     if timestamp_anchors is not None:
         from evidence_store.timestamps.service import check_tokens
 
-        tokens = check_tokens(objects, index, [s.id for s in selected], timestamp_anchors)
+        tokens = check_tokens(
+            objects, index, [s.id for s in selected], timestamp_anchors, timestamp_crls
+        )
         report.timestamps, times = tokens.verified, tokens.times
         report.problems.extend(
             Problem("timestamp-invalid", message, snapshot=snap)
@@ -385,7 +389,9 @@ def verify(
         )
         report.untimestamped = sum(1 for s in selected if s.id not in times)
     if custody_log:
-        report.problems.extend(_check_custody(objects, index, timestamp_anchors, report))
+        report.problems.extend(
+            _check_custody(objects, index, timestamp_anchors, timestamp_crls, report)
+        )
         from evidence_store.keys import check_key_history
 
         with index.session() as session:
@@ -417,6 +423,7 @@ def _check_custody(
     objects: ObjectStore,
     index: Index,
     timestamp_anchors: Sequence[bytes] | None,
+    timestamp_crls: Sequence[bytes],
     report: VerifyReport,
 ) -> list[Problem]:
     """Walk the custody log's chain and check the timestamps of its anchored heads."""
@@ -425,7 +432,9 @@ def _check_custody(
 
     with index.session() as session:
         log = verify_log(session)
-        anchored, anchor_problems = check_custody_anchors(objects, session, timestamp_anchors)
+        anchored, anchor_problems = check_custody_anchors(
+            objects, session, timestamp_anchors, timestamp_crls
+        )
     report.custody = {
         "entries": log.entries,
         "head": log.head,

@@ -29,6 +29,8 @@ What was checked, for every snapshot in scope:
   5. RFC 3161 timestamp tokens: imprint, signature, certificate chain to the trust anchors
      below, the TSA's timeStamping key usage and validity at the token's time; for tokens
      over a Merkle root, the snapshot's inclusion proof (RFC 9162) and the stored leaf list;
+     with CRLs listed below, that no certificate of the TSA's chain was revoked at the
+     token's time (nor ever for key compromise);
   6. with --all, the custody log: every entry's hash and link to the one before, and every
      timestamped head still present with the hash its token covers."""
 
@@ -38,6 +40,7 @@ Redoing the checks without this software (see docs/timestamps.md and docs/keys.m
   openssl pkeyutl -verify -pubin -inkey key.pub.pem -rawin -in manifest.json -sigfile sig
   openssl ts -verify -digest <snapshot id or Merkle root> -in token.tsr -CAfile tsa-ca.pem \\
       -untrusted tsa-chain.pem
+  openssl verify -crl_check -CAfile tsa-ca.pem -CRLfile tsa-ca.crl tsa.pem   # revocation
   a WARC/WACZ validator (warcio check, wacz validate) on exported WARCs/WACZ files."""
 
 
@@ -50,11 +53,12 @@ class ReportContext:
     object_store: str
     scope: str
     trust_anchors: tuple[Path, ...] = ()
+    crls: tuple[Path, ...] = ()
 
 
-def _anchor_lines(paths: tuple[Path, ...]) -> list[str]:
+def _file_lines(paths: tuple[Path, ...], missing: str) -> list[str]:
     if not paths:
-        return ["  none configured: timestamp tokens were not checked"]
+        return [f"  {missing}"]
     lines = []
     for path in paths:
         try:
@@ -82,7 +86,9 @@ def render_text(report: VerifyReport, context: ReportContext) -> str:
         "Software:      "
         + ", ".join(f"{name} {version}" for name, version in sorted(versions.items())),
         "TSA trust anchors:",
-        *_anchor_lines(context.trust_anchors),
+        *_file_lines(context.trust_anchors, "none configured: timestamp tokens were not checked"),
+        "Revocation lists (CRLs):",
+        *_file_lines(context.crls, "none configured: revocation was not checked"),
         "",
         "Summary",
         f"  snapshots checked        {report.snapshots}",
@@ -112,10 +118,19 @@ def render_text(report: VerifyReport, context: ReportContext) -> str:
         )
         for stamp in result["timestamps"]:
             lines.append(f"      timestamp {stamp['gen_time']} by {stamp['tsa']} ({stamp['via']})")
+            lines += [f"        revocation: {said}" for said in stamp.get("revocation", [])]
         if not result["timestamps"]:
             lines.append("      no verified timestamp")
     lines += ["", CHECKS, "", BY_HAND, ""]
     return "\n".join(lines)
+
+
+def _file_entries(paths: tuple[Path, ...]) -> list[dict[str, str]]:
+    return [
+        {"file": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+        for p in paths
+        if p.is_file()
+    ]
 
 
 def render_json(report: VerifyReport, context: ReportContext) -> str:
@@ -127,11 +142,8 @@ def render_json(report: VerifyReport, context: ReportContext) -> str:
         "index": context.database,
         "object_store": context.object_store,
         "software": software_versions(),
-        "trust_anchors": [
-            {"file": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
-            for p in context.trust_anchors
-            if p.is_file()
-        ],
+        "trust_anchors": _file_entries(context.trust_anchors),
+        "crls": _file_entries(context.crls),
         **report.to_dict(),
     }
     data["problems"] = [{**vars(p), "text": str(p)} for p in report.problems]

@@ -126,6 +126,10 @@ class TimestampConfig(BaseModel):
     anchor_custody: bool = Field(
         default=True, description="timestamp the custody log's head after each run"
     )
+    crls: list[Path] = Field(
+        default_factory=list,
+        description="CRL files (PEM or DER) of the TSAs' CAs, checked when tokens are verified",
+    )
     tsa_auth: dict[str, TsaAuthConfig] = Field(
         default_factory=dict, description="credentials by TSA URL (each must be in tsa_urls)"
     )
@@ -152,6 +156,20 @@ class TimestampConfig(BaseModel):
             if auth.username is not None and not url.startswith("https://"):
                 raise ValueError(f"tsa_auth for {url}: a password is only ever sent over https")
         return self
+
+    @field_validator("crls")
+    @classmethod
+    def _crls(cls, value: list[Path]) -> list[Path]:
+        from evidence_store.timestamps.verify import load_crls
+
+        for path in value:
+            if not path.expanduser().is_file():
+                raise ValueError(f"CRL file {path} does not exist")
+            try:
+                load_crls(path.expanduser().read_bytes())
+            except EvidenceError as exc:
+                raise ValueError(f"{path}: {exc}") from None
+        return value
 
     @field_validator("trust_anchors")
     @classmethod
@@ -239,6 +257,7 @@ class Settings(BaseSettings):
             mode=self.timestamps.mode,
             source_modes=dict(self.timestamps.sources),
             tokens=self.timestamps.tokens,
+            crls=tuple(p.expanduser().absolute() for p in self.timestamps.crls),
             access={
                 url: TsaAccess(
                     username=auth.username,

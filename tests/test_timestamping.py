@@ -204,3 +204,39 @@ def test_a_tsa_behind_https_and_a_password(env: dict[str, str], tmp_path: Path) 
         refused = run_cli("ingest", str(SAMPLE), env=plain)
         assert refused.returncode == 2 and "only ever sent over https" in refused.stderr
         assert password not in refused.stderr
+
+
+def test_verify_checks_revocation_against_configured_crls(
+    env: dict[str, str], tsa: LocalTSA, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+
+    [result] = json.loads(run_cli("ingest", str(SAMPLE), "--json", env=env, check=True).stdout)
+    clean, revoked = tmp_path / "clean.crl", tmp_path / "revoked.crl"
+    clean.write_bytes(tsa.crl_pem(issued_at=datetime.now(UTC) + timedelta(seconds=1)))
+    revoked.write_bytes(
+        tsa.crl_pem(revoked_at=datetime.now(UTC), reason=x509.ReasonFlags.key_compromise)
+    )
+
+    ok_env = env | {"EVIDENCE_TIMESTAMPS__CRLS": json.dumps([str(clean)])}
+    report = tmp_path / "clean-report.txt"
+    run_cli("verify", "--all", "--report", str(report), env=ok_env, check=True)
+    text = report.read_text()
+    assert str(clean) in text and "revocation: TSA certificate: not revoked" in text
+
+    bad_env = env | {"EVIDENCE_TIMESTAMPS__CRLS": json.dumps([str(revoked)])}
+    proc = run_cli("verify", "--all", "--json", env=bad_env)
+    assert proc.returncode == 1
+    problems = json.loads(proc.stdout)["problems"]
+    assert any(
+        p["snapshot"] == result["snapshot"] and "key_compromise" in p["message"] for p in problems
+    )
+    # The custody log's anchors were made by the same TSA: they fall with it.
+    assert any(p["kind"] == "custody-anchor" and "revoked" in p["message"] for p in problems)
+
+    junk = tmp_path / "junk.crl"
+    junk.write_bytes(b"not a crl")
+    refused = run_cli("verify", "--all", env=env | {"EVIDENCE_TIMESTAMPS__CRLS": f'["{junk}"]'})
+    assert refused.returncode == 2 and "not a CRL" in refused.stderr

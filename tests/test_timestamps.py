@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import tsp
+from cryptography import x509
 
 from evidence_store.errors import EvidenceError
 from evidence_store.timestamps import (
@@ -604,3 +605,59 @@ def test_client_certificate(tmp_path: Path) -> None:
         missing = {mtls.url: TsaAccess(client_cert=tmp_path / "nope.pem", ca_file=server_ca)}
         with pytest.raises(TimestampError, match="cannot load the TLS files"):
             request_timestamp(DIGEST, [mtls.url], timeout=TIMEOUT, access=missing)
+
+
+# -- revocation: CRLs of the TSA's CA -------------------------------------------------------
+def _openssl_crl_check(tsa: LocalTSA, crl: bytes, tmp_path: Path) -> str:
+    """What ``openssl verify -crl_check`` says of the TSA certificate under this CRL."""
+    paths = tsa.write_pems(tmp_path / "pki")
+    (tmp_path / "crl.pem").write_bytes(crl)
+    argv = ["openssl", "verify", "-crl_check", "-purpose", "timestampsign"]
+    argv += ["-CAfile", str(paths["ca"]), "-CRLfile", str(tmp_path / "crl.pem"), str(paths["tsa"])]
+    result = run(argv)
+    return result.stdout + result.stderr
+
+
+def test_a_clean_crl_issued_after_the_token_shows_it_was_not_revoked(
+    tsa: LocalTSA, token: TimestampToken, tmp_path: Path
+) -> None:
+    crl = tsa.crl_pem()
+    result = verify_token(token.response_der, DIGEST, [tsa.ca_pem], crls=[crl])
+    assert len(result.revocation) == 1 and "TSA certificate: not revoked" in result.revocation[0]
+    assert ": OK" in _openssl_crl_check(tsa, crl, tmp_path)
+    # A CRL from before the token cannot speak for its time; no CRL at all says nothing.
+    old = tsa.crl_pem(issued_at=token.gen_time - timedelta(days=1))
+    stale = verify_token(token.response_der, DIGEST, [tsa.ca_pem], crls=[old])
+    assert "status at the genTime unknown" in stale.revocation[0]
+    assert verify_token(token.response_der, DIGEST, [tsa.ca_pem]).revocation == ()
+
+
+def test_a_tsa_revoked_before_the_token_is_rejected(
+    tsa: LocalTSA, token: TimestampToken, tmp_path: Path
+) -> None:
+    crl = tsa.crl_pem(
+        revoked_at=token.gen_time - timedelta(hours=1), reason=x509.ReasonFlags.superseded
+    )
+    with pytest.raises(TimestampVerificationError, match=r"revoked at .* \(superseded\), before"):
+        verify_token(token.response_der, DIGEST, [tsa.ca_pem], crls=[crl])
+    assert "certificate revoked" in _openssl_crl_check(tsa, crl, tmp_path)
+
+
+def test_a_tsa_revoked_after_the_token_stands_unless_its_key_was_compromised(
+    tsa: LocalTSA, token: TimestampToken
+) -> None:
+    later = token.gen_time + timedelta(hours=1)
+    routine = tsa.crl_pem(revoked_at=later, reason=x509.ReasonFlags.cessation_of_operation)
+    result = verify_token(token.response_der, DIGEST, [tsa.ca_pem], crls=[routine])
+    assert "after the genTime: stands" in result.revocation[0]
+    compromised = tsa.crl_pem(revoked_at=later, reason=x509.ReasonFlags.key_compromise)
+    with pytest.raises(TimestampVerificationError, match=r"key_compromise.*whatever its genTime"):
+        verify_token(token.response_der, DIGEST, [tsa.ca_pem], crls=[compromised])
+
+
+def test_a_forged_crl_is_refused(tsa: LocalTSA, token: TimestampToken) -> None:
+    forged = tsa.crl_pem(forged=True)
+    with pytest.raises(TimestampVerificationError, match="not signed by that issuer's key"):
+        verify_token(token.response_der, DIGEST, [tsa.ca_pem], crls=[forged])
+    with pytest.raises(TimestampVerificationError, match="not a CRL"):
+        verify_token(token.response_der, DIGEST, [tsa.ca_pem], crls=[b"junk"])

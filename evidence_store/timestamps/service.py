@@ -73,6 +73,7 @@ class TimestampSettings:
     source_modes: Mapping[str, str] = field(default_factory=dict)
     tokens: int = 1  # TSAs whose tokens are kept per digest (the first that answer)
     access: Mapping[str, TsaAccess] = field(default_factory=dict)  # credentials by TSA URL
+    crls: tuple[Path, ...] = ()  # CRL files checked when tokens are verified
 
     @property
     def enabled(self) -> bool:
@@ -80,6 +81,9 @@ class TimestampSettings:
 
     def anchors(self) -> list[bytes]:
         return [path.read_bytes() for path in self.trust_anchors]
+
+    def crl_data(self) -> list[bytes]:
+        return [path.read_bytes() for path in self.crls]
 
     def mode_for(self, source: str | None) -> str:
         """``snapshot`` or ``merkle``: the source's own choice, else the default."""
@@ -422,22 +426,37 @@ class TokenCheck:
 
 
 def _check_reply(
-    objects: ObjectStore, record: TimestampRecord, anchors: Sequence[bytes]
-) -> str | None:
-    """None when the stored reply verifies over the record's imprint, else the reason."""
+    objects: ObjectStore,
+    record: TimestampRecord,
+    anchors: Sequence[bytes],
+    crls: Sequence[bytes] = (),
+) -> tuple[str | None, tuple[str, ...]]:
+    """(None, what the CRLs said) when the stored reply verifies over the record's imprint,
+    else (the reason, ())."""
     try:
         reply = objects.get(record.reply_sha256)
     except Exception as exc:  # missing or unreadable: reported like any other problem
-        return f"timestamp reply sha256:{record.reply_sha256} unreadable: {exc}"
+        return f"timestamp reply sha256:{record.reply_sha256} unreadable: {exc}", ()
     if not anchors:
-        return "no TSA trust anchors configured: token not checked"
+        return "no TSA trust anchors configured: token not checked", ()
     try:
-        result = verify_token(reply, bytes.fromhex(record.imprint), anchors)
+        result = verify_token(reply, bytes.fromhex(record.imprint), anchors, crls=crls)
     except TimestampError as exc:
-        return f"timestamp from {record.tsa_url}: {exc}"
+        return f"timestamp from {record.tsa_url}: {exc}", ()
     if result.info.gen_time != record.gen_time:
-        return "timestamp time differs between token and index"
-    return None
+        return "timestamp time differs between token and index", ()
+    return None, result.revocation
+
+
+def _stamp_entry(record: TimestampRecord, via: str, revocation: tuple[str, ...]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "gen_time": record.gen_time.isoformat(),
+        "tsa": record.tsa_url,
+        "via": via,
+    }
+    if revocation:
+        entry["revocation"] = list(revocation)
+    return entry
 
 
 def _tree_problem(objects: ObjectStore, tree: MerkleTree, proofs: list[MerkleProof]) -> str | None:
@@ -469,9 +488,14 @@ def proof_holds(snapshot_id: str, proof: MerkleProof, tree: MerkleTree) -> bool:
 
 
 def check_tokens(
-    objects: ObjectStore, index: Index, snapshot_ids: Sequence[str], anchors: Sequence[bytes]
+    objects: ObjectStore,
+    index: Index,
+    snapshot_ids: Sequence[str],
+    anchors: Sequence[bytes],
+    crls: Sequence[bytes] = (),
 ) -> TokenCheck:
-    """Verify the tokens of these snapshots: their own, and their trees' with each proof."""
+    """Verify the tokens of these snapshots: their own, and their trees' with each proof;
+    with ``crls``, the TSA certificates' revocation status too."""
     result = TokenCheck()
     wanted = list(snapshot_ids)
     with index.session() as session:
@@ -489,15 +513,17 @@ def check_tokens(
             session.scalars(select(TimestampRecord).where(TimestampRecord.tree_id.in_(tree_ids)))
         )
     for record in own:
-        problem = _check_reply(objects, record, anchors)
+        problem, revocation = _check_reply(objects, record, anchors, crls)
         if problem:
             result.problems.append((record.snapshot_id, problem))
             continue
         result.verified += 1
         result.times.setdefault(record.snapshot_id or "", []).append(
-            {"gen_time": record.gen_time.isoformat(), "tsa": record.tsa_url, "via": "token"}
+            _stamp_entry(record, "token", revocation)
         )
-    tree_ok: dict[int, list[TimestampRecord]] = {tid: [] for tid in tree_ids}
+    tree_ok: dict[int, list[tuple[TimestampRecord, tuple[str, ...]]]] = {
+        tid: [] for tid in tree_ids
+    }
     by_tree: dict[int, list[MerkleProof]] = {tid: [] for tid in tree_ids}
     for proof in proofs:
         by_tree[proof.tree_id].append(proof)
@@ -508,12 +534,12 @@ def check_tokens(
             tree_problems[tree_id] = problem
     for record in tree_tokens:
         assert record.tree_id is not None
-        problem = _check_reply(objects, record, anchors)
+        problem, revocation = _check_reply(objects, record, anchors, crls)
         if problem:
             tree_problems.setdefault(record.tree_id, f"Merkle root token: {problem}")
         else:
             result.verified += 1
-            tree_ok[record.tree_id].append(record)
+            tree_ok[record.tree_id].append((record, revocation))
     for proof in proofs:
         tree = trees[proof.tree_id]
         if not proof_holds(proof.snapshot_id, proof, tree):
@@ -523,19 +549,19 @@ def check_tokens(
         elif proof.tree_id in tree_problems:
             result.problems.append((proof.snapshot_id, tree_problems[proof.tree_id]))
         else:
-            for record in tree_ok[proof.tree_id]:
+            via = f"merkle tree {tree.id} leaf {proof.leaf_index} of {tree.tree_size}"
+            for record, revocation in tree_ok[proof.tree_id]:
                 result.times.setdefault(proof.snapshot_id, []).append(
-                    {
-                        "gen_time": record.gen_time.isoformat(),
-                        "tsa": record.tsa_url,
-                        "via": f"merkle tree {tree.id} leaf {proof.leaf_index} of {tree.tree_size}",
-                    }
+                    _stamp_entry(record, via, revocation)
                 )
     return result
 
 
 def check_custody_anchors(
-    objects: ObjectStore, session: Session, anchors: Sequence[bytes] | None
+    objects: ObjectStore,
+    session: Session,
+    anchors: Sequence[bytes] | None,
+    crls: Sequence[bytes] = (),
 ) -> tuple[int, list[str]]:
     """Each anchored custody entry must still be in the log with the hash its token covers."""
     problems: list[str] = []
@@ -561,7 +587,7 @@ def check_custody_anchors(
             )
             continue
         if anchors is not None:
-            problem = _check_reply(objects, record, anchors)
+            problem, _ = _check_reply(objects, record, anchors, crls)
             if problem:
                 problems.append(f"custody anchor of entry {entry.id}: {problem}")
                 continue

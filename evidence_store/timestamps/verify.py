@@ -19,7 +19,12 @@ Our own code (asn1crypto + cryptography) runs every check, so that each failure 
 wrong. When ``rfc3161-client`` can parse the token and the chain needs nothing from outside it,
 its verifier runs as well, as an independent second opinion; it cannot parse tokens whose
 certificate SET is not DER-sorted (OpenSSL's own TSA writes such tokens), which our code reads.
-Revocation (CRL/OCSP) is not checked: see docs/timestamps.md.
+8. with CRLs given, no certificate of the chain was revoked by its issuer's CRL at the
+   genTime, and none was revoked for key (or CA) compromise at any time, since the token's
+   time is then worthless. A CRL counts only if its issuer's key signed it; one that covers
+   no certificate of the chain, or was issued before the genTime, cannot show the status
+   at that time, which the result's ``revocation`` says. OCSP is not asked: see
+   docs/timestamps.md.
 """
 
 from __future__ import annotations
@@ -133,6 +138,8 @@ class VerifiedTimestamp:
     """The verifiers that accepted the token: ours always, ``rfc3161-client`` when it could."""
     notes: tuple[str, ...] = ()
     """Why a second verifier did not run, and similar remarks for the record."""
+    revocation: tuple[str, ...] = ()
+    """What the CRLs said of each certificate of the chain (empty when none were given)."""
 
     @property
     def gen_time(self) -> datetime:
@@ -579,6 +586,79 @@ def _check_validity(chain: Sequence[x509.Certificate], gen_time: datetime) -> No
             )
 
 
+def load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    """CRLs from PEM (one or many) or from one DER CRL."""
+    try:
+        if b"-----BEGIN X509 CRL-----" in data:
+            blocks = data.split(b"-----END X509 CRL-----")[:-1]
+            return [x509.load_pem_x509_crl(block + b"-----END X509 CRL-----\n") for block in blocks]
+        return [x509.load_der_x509_crl(data)]
+    except ValueError as exc:
+        raise TimestampVerificationError(f"not a CRL (PEM or DER): {exc}") from None
+
+
+_COMPROMISE = {x509.ReasonFlags.key_compromise, x509.ReasonFlags.ca_compromise}
+
+
+def _revocation_reason(entry: x509.RevokedCertificate) -> x509.ReasonFlags | None:
+    with contextlib.suppress(x509.ExtensionNotFound):
+        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    return None
+
+
+def _check_revocation(
+    chain: Sequence[x509.Certificate],
+    gen_time: datetime,
+    crls: Sequence[x509.CertificateRevocationList],
+) -> list[str]:
+    """Raise if the CRLs revoke a certificate of the chain for this token; else say what they
+    showed, certificate by certificate (the anchor at the end is trusted as configured)."""
+    said: list[str] = []
+    for position, cert in enumerate(chain[:-1]):
+        what = "TSA certificate" if position == 0 else f"CA certificate {_subject(cert)}"
+        issuer = chain[position + 1]
+        relevant = [crl for crl in crls if crl.issuer == cert.issuer]
+        for crl in relevant:
+            if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+                raise TimestampVerificationError(
+                    f"a CRL naming {crl.issuer.rfc4514_string()} as issuer is not signed by "
+                    f"that issuer's key: a forged or damaged CRL"
+                )
+        for crl in relevant:
+            entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if entry is None:
+                continue
+            when = entry.revocation_date_utc
+            reason = _revocation_reason(entry)
+            named = f" ({reason.name})" if reason is not None else ""
+            if reason in _COMPROMISE:
+                raise TimestampVerificationError(
+                    f"{what} was revoked at {_utc(when)}{named}: after a key compromise no "
+                    f"token under it can be trusted, whatever its genTime"
+                )
+            if when <= gen_time:
+                raise TimestampVerificationError(
+                    f"{what} was revoked at {_utc(when)}{named}, before the token's genTime "
+                    f"{_utc(gen_time)}"
+                )
+            said.append(f"{what}: revoked at {_utc(when)}{named}, after the genTime: stands")
+            break
+        else:
+            covering = [crl for crl in relevant if crl.last_update_utc >= gen_time]
+            if covering:
+                newest = max(c.last_update_utc for c in covering)
+                said.append(f"{what}: not revoked (CRL of {_utc(newest)})")
+            elif relevant:
+                newest = max(c.last_update_utc for c in relevant)
+                said.append(
+                    f"{what}: status at the genTime unknown: the newest CRL ({_utc(newest)}) "
+                    "is older than the token"
+                )
+            else:
+                said.append(f"{what}: status unknown: no CRL of {cert.issuer.rfc4514_string()}")
+    return said
+
+
 def _extension(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> x509.Extension[Any] | None:
     try:
         return cert.extensions.get_extension_for_oid(oid)
@@ -682,6 +762,7 @@ def verify_token(
     trust_anchors: Sequence[bytes],
     *,
     untrusted_chain: Sequence[bytes] | None = None,
+    crls: Sequence[bytes] = (),
 ) -> VerifiedTimestamp:
     """Check that a TSA trusted through ``trust_anchors`` timestamped ``digest``.
 
@@ -689,7 +770,8 @@ def verify_token(
     32-byte SHA-256 the token should cover (for a snapshot, the snapshot id); ``trust_anchors``
     PEM (bundles allowed) or DER certificates of the CAs, or the TSA certificates themselves,
     that we trust to issue timestamps; ``untrusted_chain`` certificates that may complete the
-    chain when the token does not carry them (they are checked, never trusted).
+    chain when the token does not carry them (they are checked, never trusted); ``crls`` PEM
+    or DER CRLs to check the chain's revocation status against.
 
     Raises :class:`TimestampVerificationError` naming the first check that failed.
     """
@@ -721,6 +803,10 @@ def verify_token(
         _check_validity(chain, info.gen_time)
         _check_ca_constraints(chain)
         _check_tsa_usage(signer)
+        revocation: list[str] = []
+        if crls:
+            loaded = [crl for data in crls for crl in load_crls(data)]
+            revocation = _check_revocation(chain, info.gen_time, loaded)
     except (ValueError, TypeError, x509.InvalidVersion) as exc:
         # cryptography parses certificate fields lazily; a damaged one fails here.
         raise TimestampVerificationError(
@@ -746,6 +832,7 @@ def verify_token(
         trust_anchor_subject=_subject(chain[-1]),
         checked_by=tuple(checked_by),
         notes=tuple(notes),
+        revocation=tuple(revocation),
     )
 
 

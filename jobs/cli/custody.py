@@ -104,7 +104,9 @@ def custody_verify(as_json: JsonOption = False) -> None:
     anchors = config.anchors() if config.enabled or config.trust_anchors else None
     with err.status("checking the custody log"), evidence.index.session() as session:
         log = custody.verify_log(session)
-        anchored, anchor_problems = check_custody_anchors(evidence.objects, session, anchors)
+        anchored, anchor_problems = check_custody_anchors(
+            evidence.objects, session, anchors, config.crl_data()
+        )
     problems = log.problems + anchor_problems
     record_custody(
         evidence.index,

@@ -513,6 +513,7 @@ def verify(
             progress=lambda n: progress.advance(task, n),
             on_total=lambda total: progress.update(task, total=total),
             timestamp_anchors=_anchors(settings),
+            timestamp_crls=settings.timestamp_settings().crl_data(),
             custody_log=all_,
         )
     details: dict[str, Any] = {
@@ -530,6 +531,7 @@ def verify(
             object_store=evidence.objects.url,
             scope="all snapshots" if all_ else ", ".join(ids or []),
             trust_anchors=settings.timestamp_settings().trust_anchors,
+            crls=settings.timestamp_settings().crls,
         )
         digest = write_report(report, context, report_path, report_format)
         details["report"] = {"file": str(report_path.absolute()), "sha256": digest}
