@@ -240,3 +240,43 @@ def test_verify_checks_revocation_against_configured_crls(
     junk.write_bytes(b"not a crl")
     refused = run_cli("verify", "--all", env=env | {"EVIDENCE_TIMESTAMPS__CRLS": f'["{junk}"]'})
     assert refused.returncode == 2 and "not a CRL" in refused.stderr
+
+
+def test_tsas_down_for_a_run_cost_three_requests_and_the_next_run_catches_up(
+    env: dict[str, str], tsa: LocalTSA, tmp_path: Path
+) -> None:
+    files = []
+    for n in range(7):
+        path = tmp_path / f"statement-{n}.txt"
+        path.write_text(f"statement {n}\n")
+        files.append(str(path))
+    tsa.mode = "error"
+    try:
+        before = tsa.requests
+        proc = run_cli("ingest", *files[:6], "--json", env=env)
+        asked = tsa.requests - before
+    finally:
+        tsa.mode = "ok"
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert [r["timestamp"] for r in results] == [None] * 6
+    assert "6 snapshot(s) archived without a timestamp" in proc.stderr
+    assert asked == 3 + 1  # three snapshots, then the rest not asked; one custody anchor
+    # Every snapshot's custody says why it has no timestamp, asked or not.
+    for result in results:
+        shown = json.loads(
+            run_cli("custody", "show", result["snapshot"], "--json", env=env, check=True).stdout
+        )
+        [failed] = [e for e in shown["entries"] if e["action"] == "timestamp-failed"]
+        assert ("not_asked" in failed["details"]) == (results.index(result) >= 3)
+
+    # The TSA is back: the next run stamps its own snapshot and the six left over.
+    later = run_cli("ingest", files[6], "--json", env=env, check=True)
+    assert json.loads(later.stdout)[0]["timestamp"]
+    assert "timestamped 6 snapshot(s) of earlier runs" in later.stderr
+    listed = json.loads(
+        run_cli("timestamp", "retry", "--list", "--json", env=env, check=True).stdout
+    )
+    assert listed["untimestamped"] == []
+    verified = json.loads(run_cli("verify", "--all", "--json", env=env, check=True).stdout)
+    assert verified["ok"] and verified["untimestamped"] == 0

@@ -74,6 +74,10 @@ class TimestampSettings:
     tokens: int = 1  # TSAs whose tokens are kept per digest (the first that answer)
     access: Mapping[str, TsaAccess] = field(default_factory=dict)  # credentials by TSA URL
     crls: tuple[Path, ...] = ()  # CRL files checked when tokens are verified
+    # After this many snapshots in a row that no TSA stamped, the rest of the pass is not
+    # asked: with the TSAs down, a nightly run of thousands of snapshots would otherwise wait
+    # out every time-out, one snapshot after the other.
+    give_up_after: int = 3
 
     @property
     def enabled(self) -> bool:
@@ -207,9 +211,23 @@ def _stamp(
 def timestamp_snapshots(
     evidence: EvidenceStore, snapshot_ids: Sequence[str], config: TimestampSettings
 ) -> TimestampRun:
-    """Ask the TSAs for a token over each snapshot id; store and index every token granted."""
+    """Ask the TSAs for a token over each snapshot id; store and index every token granted.
+
+    After ``config.give_up_after`` failures in a row the remaining snapshots are not asked;
+    they are failed with that reason (and logged), for a later retry.
+    """
     run = TimestampRun()
-    for snapshot_id in snapshot_ids:
+    in_a_row = 0
+    for position, snapshot_id in enumerate(snapshot_ids):
+        if in_a_row >= config.give_up_after:
+            rest = list(snapshot_ids[position:])
+            reason = (
+                f"not asked: the TSAs failed {in_a_row} times in a row just before "
+                f"({run.failed[-1][1]})"
+            )
+            _log_skipped(evidence, rest, reason)
+            run.failed.extend((sid, reason) for sid in rest)
+            break
         try:
             token = _stamp(
                 evidence,
@@ -221,9 +239,28 @@ def timestamp_snapshots(
             )
         except TimestampError as exc:
             run.failed.append((snapshot_id, str(exc)))
+            in_a_row += 1
             continue
+        in_a_row = 0
         run.timestamped.append((snapshot_id, token.gen_time.isoformat(), token.tsa_url))
     return run
+
+
+def _log_skipped(evidence: EvidenceStore, snapshot_ids: list[str], reason: str) -> None:
+    """One ``timestamp-failed`` entry per snapshot not asked, in one transaction."""
+    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
+        custody.append(
+            session,
+            [
+                custody.Event(
+                    action="timestamp-failed",
+                    actor=evidence.actor,
+                    snapshot_id=sid,
+                    details={"snapshot_id": sid, "not_asked": reason},
+                )
+                for sid in snapshot_ids
+            ],
+        )
 
 
 # -- per run: Merkle trees -------------------------------------------------------------------

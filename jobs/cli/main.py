@@ -90,7 +90,13 @@ def _timestamp_new(
     config = state.settings.timestamp_settings()
     if not config.enabled or not ids:
         return {}
-    from evidence_store.timestamps.service import anchor_custody_head, timestamp_new
+    from evidence_store.timestamps.service import (
+        anchor_custody_head,
+        retry,
+        timestamp_new,
+        untimestamped,
+        untimestamped_trees,
+    )
     from evidence_store.timestamps.verify import TimestampError
 
     mode = config.mode_for(source)
@@ -106,6 +112,15 @@ def _timestamp_new(
         err.print(
             f"[yellow]{len(run.failed)} snapshot(s) archived without a timestamp;[/] "
             "`evidence timestamp retry` asks the TSAs again"
+        )
+    elif untimestamped(evidence) or untimestamped_trees(evidence):
+        # The TSAs answer again: earlier runs' untimestamped snapshots are stamped now, so
+        # that nightly runs catch up without anyone running `timestamp retry`.
+        with err.status("timestamping snapshots left untimestamped by earlier runs"):
+            earlier = retry(evidence, config)
+        err.print(
+            f"timestamped {len(earlier.timestamped)} snapshot(s) of earlier runs"
+            + (f", {len(earlier.failed)} still without" if earlier.failed else "")
         )
     if state.settings.timestamps.anchor_custody:
         try:
