@@ -29,6 +29,8 @@ What was checked, for every snapshot in scope:
   5. RFC 3161 timestamp tokens: imprint, signature, certificate chain to the trust anchors
      below, the TSA's timeStamping key usage and validity at the token's time; for tokens
      over a Merkle root, the snapshot's inclusion proof (RFC 9162) and the stored leaf list;
+     whether the token claims to be an eIDAS qualified time-stamp (ETSI EN 319 422: a claim
+     signed by the TSA; its qualified status is for the EU Trusted List to confirm);
      with CRLs listed below, that no certificate of the TSA's chain was revoked at the
      token's time (nor ever for key compromise);
   6. with --all, the custody log: every entry's hash and link to the one before, and every
@@ -117,7 +119,10 @@ def render_text(report: VerifyReport, context: ReportContext) -> str:
             f"{result['bytes']:,} bytes  {status}"
         )
         for stamp in result["timestamps"]:
-            lines.append(f"      timestamp {stamp['gen_time']} by {stamp['tsa']} ({stamp['via']})")
+            claim = ", claims eIDAS qualified" if stamp.get("qualified_claim") else ""
+            lines.append(
+                f"      timestamp {stamp['gen_time']} by {stamp['tsa']} ({stamp['via']}{claim})"
+            )
             lines += [f"        revocation: {said}" for said in stamp.get("revocation", [])]
         if not result["timestamps"]:
             lines.append("      no verified timestamp")

@@ -171,7 +171,7 @@ def test_tokens_from_two_tsas_are_kept_and_each_verified(
 def test_a_tsa_behind_https_and_a_password(env: dict[str, str], tmp_path: Path) -> None:
     """Credentials come from the settings, reach the TSA, and nowhere else."""
     password = "qualified-tsa-pw-81d2e6"
-    with LocalTSA(tls=True, basic_auth=("kanzlei", password)) as locked:
+    with LocalTSA(tls=True, basic_auth=("kanzlei", password), qualified_claim=True) as locked:
         server_ca, tokens_ca = tmp_path / "tls-ca.pem", tmp_path / "tsa-ca.pem"
         server_ca.write_bytes(locked.tls_ca_pem)
         tokens_ca.write_bytes(locked.ca_pem)
@@ -187,6 +187,10 @@ def test_a_tsa_behind_https_and_a_password(env: dict[str, str], tmp_path: Path) 
         assert result["timestamp"] and locked.served
         verified = json.loads(run_cli("verify", "--all", "--json", env=env, check=True).stdout)
         assert verified["ok"] and verified["untimestamped"] == 0
+        assert verified["results"][0]["timestamps"][0]["qualified_claim"] is True
+        report = tmp_path / "report.txt"
+        run_cli("verify", "--all", "--report", str(report), env=env, check=True)
+        assert "(token, claims eIDAS qualified)" in report.read_text()
         shown = run_cli("config", "show", "--json", env=env, check=True).stdout
         assert password not in shown and "kanzlei" in shown
         # Not in any object, the index or anything else under the data folder.

@@ -661,3 +661,24 @@ def test_a_forged_crl_is_refused(tsa: LocalTSA, token: TimestampToken) -> None:
         verify_token(token.response_der, DIGEST, [tsa.ca_pem], crls=[forged])
     with pytest.raises(TimestampVerificationError, match="not a CRL"):
         verify_token(token.response_der, DIGEST, [tsa.ca_pem], crls=[b"junk"])
+
+
+# -- the eIDAS "qualified" claim (ETSI EN 319 422) ------------------------------------------
+def test_a_token_claiming_qualified_status_is_read_as_such(
+    token: TimestampToken, tmp_path: Path
+) -> None:
+    assert token.info.qualified_claim is False
+    with LocalTSA(qualified_claim=True) as claiming:
+        claimed = request_timestamp(
+            DIGEST, [claiming.url], timeout=TIMEOUT, trust_anchors=[claiming.ca_pem]
+        )
+        ca = tmp_path / "ca.pem"
+        ca.write_bytes(claiming.ca_pem)
+    assert claimed.info.qualified_claim is True
+    assert claimed.verified is not None and "rfc3161-client" in claimed.verified.checked_by
+    # openssl prints the extension and accepts the token.
+    reply = tmp_path / "claimed.tsr"
+    reply.write_bytes(claimed.response_der)
+    assert openssl_accepts(openssl_verify_argv(reply, DIGEST, ca))
+    shown = run(["openssl", "ts", "-reply", "-in", str(reply), "-text"])
+    assert "1.3.6.1.5.5.7.1.3" in shown.stdout or "qcStatements" in shown.stdout

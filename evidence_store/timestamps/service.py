@@ -53,7 +53,7 @@ from evidence_store.timestamps.merkle import (
     merkle_root,
     verify_inclusion,
 )
-from evidence_store.timestamps.verify import TimestampError, verify_token
+from evidence_store.timestamps.verify import TimestampError, VerifiedTimestamp, verify_token
 from schemas import utc_now
 
 REPLY_MEDIA_TYPE = "application/timestamp-reply"
@@ -467,32 +467,33 @@ def _check_reply(
     record: TimestampRecord,
     anchors: Sequence[bytes],
     crls: Sequence[bytes] = (),
-) -> tuple[str | None, tuple[str, ...]]:
-    """(None, what the CRLs said) when the stored reply verifies over the record's imprint,
-    else (the reason, ())."""
+) -> tuple[str | None, VerifiedTimestamp | None]:
+    """(None, the verification) when the stored reply verifies over the record's imprint,
+    else (the reason, None)."""
     try:
         reply = objects.get(record.reply_sha256)
     except Exception as exc:  # missing or unreadable: reported like any other problem
-        return f"timestamp reply sha256:{record.reply_sha256} unreadable: {exc}", ()
+        return f"timestamp reply sha256:{record.reply_sha256} unreadable: {exc}", None
     if not anchors:
-        return "no TSA trust anchors configured: token not checked", ()
+        return "no TSA trust anchors configured: token not checked", None
     try:
         result = verify_token(reply, bytes.fromhex(record.imprint), anchors, crls=crls)
     except TimestampError as exc:
-        return f"timestamp from {record.tsa_url}: {exc}", ()
+        return f"timestamp from {record.tsa_url}: {exc}", None
     if result.info.gen_time != record.gen_time:
-        return "timestamp time differs between token and index", ()
-    return None, result.revocation
+        return "timestamp time differs between token and index", None
+    return None, result
 
 
-def _stamp_entry(record: TimestampRecord, via: str, revocation: tuple[str, ...]) -> dict[str, Any]:
+def _stamp_entry(record: TimestampRecord, via: str, verified: VerifiedTimestamp) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "gen_time": record.gen_time.isoformat(),
         "tsa": record.tsa_url,
         "via": via,
+        "qualified_claim": verified.info.qualified_claim,
     }
-    if revocation:
-        entry["revocation"] = list(revocation)
+    if verified.revocation:
+        entry["revocation"] = list(verified.revocation)
     return entry
 
 
@@ -550,15 +551,15 @@ def check_tokens(
             session.scalars(select(TimestampRecord).where(TimestampRecord.tree_id.in_(tree_ids)))
         )
     for record in own:
-        problem, revocation = _check_reply(objects, record, anchors, crls)
-        if problem:
-            result.problems.append((record.snapshot_id, problem))
+        problem, verified = _check_reply(objects, record, anchors, crls)
+        if problem or verified is None:
+            result.problems.append((record.snapshot_id, problem or "not verified"))
             continue
         result.verified += 1
         result.times.setdefault(record.snapshot_id or "", []).append(
-            _stamp_entry(record, "token", revocation)
+            _stamp_entry(record, "token", verified)
         )
-    tree_ok: dict[int, list[tuple[TimestampRecord, tuple[str, ...]]]] = {
+    tree_ok: dict[int, list[tuple[TimestampRecord, VerifiedTimestamp]]] = {
         tid: [] for tid in tree_ids
     }
     by_tree: dict[int, list[MerkleProof]] = {tid: [] for tid in tree_ids}
@@ -571,12 +572,12 @@ def check_tokens(
             tree_problems[tree_id] = problem
     for record in tree_tokens:
         assert record.tree_id is not None
-        problem, revocation = _check_reply(objects, record, anchors, crls)
-        if problem:
+        problem, verified = _check_reply(objects, record, anchors, crls)
+        if problem or verified is None:
             tree_problems.setdefault(record.tree_id, f"Merkle root token: {problem}")
         else:
             result.verified += 1
-            tree_ok[record.tree_id].append((record, revocation))
+            tree_ok[record.tree_id].append((record, verified))
     for proof in proofs:
         tree = trees[proof.tree_id]
         if not proof_holds(proof.snapshot_id, proof, tree):
@@ -587,9 +588,9 @@ def check_tokens(
             result.problems.append((proof.snapshot_id, tree_problems[proof.tree_id]))
         else:
             via = f"merkle tree {tree.id} leaf {proof.leaf_index} of {tree.tree_size}"
-            for record, revocation in tree_ok[proof.tree_id]:
+            for record, verified in tree_ok[proof.tree_id]:
                 result.times.setdefault(proof.snapshot_id, []).append(
-                    _stamp_entry(record, via, revocation)
+                    _stamp_entry(record, via, verified)
                 )
     return result
 

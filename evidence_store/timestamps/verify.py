@@ -35,9 +35,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from asn1crypto import algos, cms, parser, tsp
+from asn1crypto import algos, cms, core, parser, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -122,6 +122,10 @@ class TokenInfo:
     """DER certificates the token carries (the TSA's chain when the request set certReq)."""
     tsa_certificate: bytes | None
     """The signer's certificate (DER), if the token carries it."""
+    qualified_claim: bool = False
+    """The token says it is a qualified electronic time-stamp under eIDAS (ETSI EN 319 422
+    esi4-qtstStatement-1). A claim, signed by the TSA: whether the TSA really is a qualified
+    one is for the EU Trusted List to say."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,42 @@ class _Parsed:
     signed_data: cms.SignedData
     signer_info: cms.SignerInfo
     tst_der: bytes
+
+
+#: id-pe-qcStatements (RFC 3739), and the statement of ETSI EN 319 422 (clause 9.1, Annex B)
+#: by which a TSA declares a token a qualified electronic time-stamp.
+QC_STATEMENTS_OID = "1.3.6.1.5.5.7.1.3"
+QTST_STATEMENT_OID = "0.4.0.19422.1.1"
+
+
+class _QcStatement(core.Sequence):
+    _fields: ClassVar[list[Any]] = [
+        ("statement_id", core.ObjectIdentifier),
+        ("statement_info", core.Any, {"optional": True}),
+    ]
+
+
+class _QcStatements(core.SequenceOf):
+    _child_spec = _QcStatement
+
+
+def _claims_qualified(tst_info: tsp.TSTInfo) -> bool:
+    extensions = tst_info["extensions"]
+    if extensions.native is None:
+        return False
+    for extension in extensions:
+        if extension["extn_id"].dotted != QC_STATEMENTS_OID:
+            continue
+        try:
+            statements = _QcStatements.load(extension["extn_value"].native, strict=True)
+            ids = [statement["statement_id"].dotted for statement in statements]
+        except (ValueError, TypeError) as exc:
+            raise TimestampVerificationError(
+                f"the token's qcStatements extension is malformed: {exc}"
+            ) from None
+        if QTST_STATEMENT_OID in ids:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,6 +365,7 @@ def _parse(data: bytes) -> _Parsed:
         tsa_name=tsa_name,
         certificates=certificates,
         tsa_certificate=signer_certificate,
+        qualified_claim=_claims_qualified(tst_info),
     )
     return _Parsed(info=info, signed_data=signed_data, signer_info=signer_info, tst_der=tst_der)
 
