@@ -79,9 +79,11 @@ from evidence_store.index.models import (
     LegalHold,
     MerkleProof,
     MerkleTree,
+    RevocationList,
     Snapshot,
     TimestampRecord,
 )
+from evidence_store.keys import key_object_digests
 from evidence_store.objects import ObjectStore
 from evidence_store.objects.base import ObjectInfo
 from evidence_store.queries import resolve_snapshot
@@ -293,11 +295,13 @@ ARTIFACT = "artifact"
 def _owners(session: Session, digests: Iterable[str]) -> dict[str, set[tuple[str | None, str]]]:
     """For each digest: (snapshot id or None, role) of every index row that refers to it.
 
-    Roles: artifact, manifest, signature, timestamp, merkle-leaves. ``None`` stands for a
-    referrer that is not one snapshot (a Merkle tree, a custody-head token).
+    Roles: artifact, manifest, signature, timestamp, merkle-leaves, revocation-list,
+    signing-key. ``None`` stands for a referrer that is not one snapshot (a Merkle tree, a
+    custody-head token, a CRL, a key record).
     """
     owners: dict[str, set[tuple[str | None, str]]] = defaultdict(set)
     tree_refs: dict[int, set[tuple[str, str]]] = defaultdict(set)  # tree id -> (digest, role)
+    key_digests = set(key_object_digests(session))
     for chunk in _chunks(digests):
         for sha, sid in session.execute(
             select(Artifact.sha256, Artifact.snapshot_id).where(Artifact.sha256.in_(chunk))
@@ -327,6 +331,14 @@ def _owners(session: Session, digests: Iterable[str]) -> dict[str, set[tuple[str
         ):
             owners[leaves].add((None, "merkle-leaves"))
             tree_refs[tree_id].add((leaves, "merkle-leaves"))
+        # Archived CRLs and public-key records belong to no snapshot, and stay whatever
+        # bytes they share with an artifact.
+        for digest in session.scalars(
+            select(RevocationList.crl_sha256).where(RevocationList.crl_sha256.in_(chunk))
+        ):
+            owners[digest].add((None, "revocation-list"))
+        for digest in key_digests.intersection(chunk):
+            owners[digest].add((None, "signing-key"))
     for chunk in _chunks(tree_refs):
         for tree_id, sid in session.execute(
             select(MerkleProof.tree_id, MerkleProof.snapshot_id).where(

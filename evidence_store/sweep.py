@@ -16,7 +16,13 @@ from sqlalchemy import select
 
 from evidence_store import custody
 from evidence_store.index import Index
-from evidence_store.index.models import Artifact, MerkleTree, Snapshot, TimestampRecord
+from evidence_store.index.models import (
+    Artifact,
+    MerkleTree,
+    RevocationList,
+    Snapshot,
+    TimestampRecord,
+)
 from evidence_store.keys import key_object_digests
 from evidence_store.objects import LocalStore, ObjectStore
 
@@ -48,6 +54,7 @@ def referenced_digests(index: Index) -> set[str]:
         )
         refs.update(session.scalars(select(MerkleTree.leaves_sha256)))
         refs.update(key_object_digests(session))
+        refs.update(session.scalars(select(RevocationList.crl_sha256)))
         for snap_id, sig in session.execute(select(Snapshot.id, Snapshot.signature_sha256)):
             refs.add(snap_id)
             refs.add(sig)

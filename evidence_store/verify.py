@@ -316,9 +316,9 @@ def verify(
     """Verify the given snapshots (all when ``snapshot_ids`` is None) from their bytes.
 
     With ``timestamp_anchors``, their tokens (own, or their Merkle tree's with the inclusion
-    proof) are verified too, and with ``timestamp_crls`` the TSA certificates' revocation
-    status; with ``custody_log``, the whole custody log and its anchors and the
-    signing keys' endorsement chain.
+    proof) are verified too, with the TSA certificates' revocation status against
+    ``timestamp_crls`` and the archived CRLs; with ``custody_log``, the whole custody log and
+    its anchors and the signing keys' endorsement chain.
     """
     report = VerifyReport(started_at=format_rfc3339(utc_now()))
     with index.session() as session:
@@ -377,6 +377,10 @@ def verify(
     )
     times: dict[str, list[dict[str, Any]]] = {}
     if timestamp_anchors is not None:
+        from evidence_store.timestamps.revocation import archived_crls
+
+        with index.session() as session:
+            timestamp_crls = [*timestamp_crls, *archived_crls(objects, session)]
         from evidence_store.timestamps.service import check_tokens
 
         tokens = check_tokens(

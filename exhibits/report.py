@@ -56,6 +56,7 @@ class ReportContext:
     scope: str
     trust_anchors: tuple[Path, ...] = ()
     crls: tuple[Path, ...] = ()
+    archived_crls: tuple[str, ...] = ()  # "issuer, thisUpdate, sha256" of each one used
 
 
 def _file_lines(paths: tuple[Path, ...], missing: str) -> list[str]:
@@ -90,7 +91,8 @@ def render_text(report: VerifyReport, context: ReportContext) -> str:
         "TSA trust anchors:",
         *_file_lines(context.trust_anchors, "none configured: timestamp tokens were not checked"),
         "Revocation lists (CRLs):",
-        *_file_lines(context.crls, "none configured: revocation was not checked"),
+        *_file_lines(context.crls, "no CRL files configured"),
+        *[f"  archived: {line}" for line in context.archived_crls],
         "",
         "Summary",
         f"  snapshots checked        {report.snapshots}",
@@ -149,6 +151,7 @@ def render_json(report: VerifyReport, context: ReportContext) -> str:
         "software": software_versions(),
         "trust_anchors": _file_entries(context.trust_anchors),
         "crls": _file_entries(context.crls),
+        "archived_crls": list(context.archived_crls),
         **report.to_dict(),
     }
     data["problems"] = [{**vars(p), "text": str(p)} for p in report.problems]

@@ -130,6 +130,10 @@ class TimestampConfig(BaseModel):
         default_factory=list,
         description="CRL files (PEM or DER) of the TSAs' CAs, checked when tokens are verified",
     )
+    archive_crls: bool = Field(
+        default=True,
+        description="after each run, fetch and archive the CRLs named in the TSA certificates",
+    )
     tsa_auth: dict[str, TsaAuthConfig] = Field(
         default_factory=dict, description="credentials by TSA URL (each must be in tsa_urls)"
     )

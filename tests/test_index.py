@@ -109,3 +109,19 @@ def test_migrations_upgrade_step_by_step(tmp_path: Path) -> None:
     assert "timestamps" not in inspect(index.engine).get_table_names()
     assert index.upgrade() == index.head_revision()
     assert "timestamps" in inspect(index.engine).get_table_names()
+
+
+def test_the_migrations_build_exactly_the_models(db_url: str) -> None:
+    """No drift between the SQLAlchemy models and the Alembic revisions, on both databases:
+    a column, index or constraint added to one and not the other fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from evidence_store.index.models import Base
+
+    index = Index(db_url)
+    index.upgrade()
+    with index.engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    index.dispose()
+    assert diffs == []

@@ -122,6 +122,13 @@ def _timestamp_new(
             f"timestamped {len(earlier.timestamped)} snapshot(s) of earlier runs"
             + (f", {len(earlier.failed)} still without" if earlier.failed else "")
         )
+    if state.settings.timestamps.archive_crls:
+        # CRLs issued since earlier runs' tokens show the TSAs' status at their times.
+        from evidence_store.timestamps.revocation import archive_crls
+
+        crls = archive_crls(evidence, anchors=config.anchors(), timeout=config.timeout)
+        for url, reason in crls.failed:
+            err.print(f"[yellow]CRL not archived[/] {escape(url)}: {escape(reason)}")
     if state.settings.timestamps.anchor_custody:
         try:
             anchor_custody_head(evidence, config)
@@ -547,6 +554,7 @@ def verify(
             scope="all snapshots" if all_ else ", ".join(ids or []),
             trust_anchors=settings.timestamp_settings().trust_anchors,
             crls=settings.timestamp_settings().crls,
+            archived_crls=_archived_crl_lines(evidence),
         )
         digest = write_report(report, context, report_path, report_format)
         details["report"] = {"file": str(report_path.absolute()), "sha256": digest}
@@ -567,6 +575,16 @@ def verify(
         )
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _archived_crl_lines(evidence: Any) -> tuple[str, ...]:
+    from evidence_store.timestamps.revocation import newest_crls
+
+    with evidence.index.session() as session:
+        return tuple(
+            f"{row.issuer}, thisUpdate {format_rfc3339(row.this_update)}, sha256 {row.crl_sha256}"
+            for row in newest_crls(session)
+        )
 
 
 def _anchors(settings: Settings) -> list[bytes] | None:
@@ -624,6 +642,44 @@ def timestamp_retry(
         out.print(f"timestamped {len(run.timestamped)}, still untimestamped {len(run.failed)}")
     if run.failed:
         raise typer.Exit(1)
+
+
+@timestamp_app.command("crls")
+def timestamp_crls(as_json: JsonOption = False) -> None:
+    """Fetch and archive the CRLs named in the TSA certificates of the stored tokens."""
+    from evidence_store.timestamps.revocation import archive_crls
+
+    settings = state.settings
+    evidence = open_evidence(settings)
+    config = settings.timestamp_settings()
+    with err.status("fetching revocation lists"):
+        result = archive_crls(evidence, anchors=config.anchors(), timeout=config.timeout)
+    if as_json:
+        print_json(
+            {
+                "archived": result.archived,
+                "unchanged": result.unchanged,
+                "failed": [{"url": u, "reason": r} for u, r in result.failed],
+            }
+        )
+    else:
+        _print_crls(result)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _print_crls(result: Any) -> None:
+    for entry in result.archived:
+        out.print(
+            f"archived CRL of {escape(entry['issuer'])} (thisUpdate {entry['this_update']}, "
+            f"{entry['revoked']} revoked) from {escape(entry['url'])}"
+        )
+    for url, reason in result.failed:
+        err.print(f"[yellow]CRL not archived[/] {escape(url)}: {escape(reason)}")
+    out.print(
+        f"{len(result.archived)} CRL(s) archived, {result.unchanged} unchanged, "
+        f"{len(result.failed)} failed"
+    )
 
 
 # -- store ---------------------------------------------------------------------------------

@@ -7,7 +7,12 @@ from evidence_store.index.models.hold import LegalHold
 from evidence_store.index.models.key import SigningKey
 from evidence_store.index.models.snapshot import Artifact, Snapshot
 from evidence_store.index.models.source import Run, Source
-from evidence_store.index.models.timestamp import MerkleProof, MerkleTree, TimestampRecord
+from evidence_store.index.models.timestamp import (
+    MerkleProof,
+    MerkleTree,
+    RevocationList,
+    TimestampRecord,
+)
 
 __all__ = [
     "Artifact",
@@ -17,6 +22,7 @@ __all__ = [
     "LegalHold",
     "MerkleProof",
     "MerkleTree",
+    "RevocationList",
     "Run",
     "SigningKey",
     "Snapshot",

@@ -69,3 +69,22 @@ class MerkleProof(Base):
     tree_id: Mapped[int] = mapped_column(ForeignKey("merkle_trees.id"), index=True)
     leaf_index: Mapped[int]
     path: Mapped[str] = mapped_column(Text)  # comma-separated hex; empty for a one-leaf tree
+
+
+class RevocationList(Base):
+    """A CRL fetched from a TSA certificate's distribution point, archived as an object.
+
+    Kept so that a token's revocation status can be shown years later, when the CA may have
+    stopped publishing (ETSI long-term validation). ``issuer`` is the CRL issuer's RFC 4514
+    name; ``this_update`` says from when the CRL speaks.
+    """
+
+    __tablename__ = "revocation_lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(Text, index=True)
+    url: Mapped[str] = mapped_column(Text)
+    crl_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    this_update: Mapped[datetime]
+    next_update: Mapped[datetime | None]
+    fetched_at: Mapped[datetime]
