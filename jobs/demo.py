@@ -62,7 +62,7 @@ def demo_tsa_env(tsa: LocalTSA) -> dict[str, str]:
 
 def main() -> None:
     evidence("db", "upgrade")
-    with FixtureSite() as site, LocalTSA() as tsa:
+    with FixtureSite() as site, LocalTSA(publish_crl=True) as tsa:
         print(f"fixture site at {site.base_url}; test TSA (NOT trusted) at {tsa.url}")
         env = demo_tsa_env(tsa)
         pages = [site.url(p) for p in PAGES]
@@ -95,6 +95,8 @@ def main() -> None:
             env=env,
         )
         evidence("timestamp", "retry", env=env)  # whatever an earlier run left unstamped
+        # The TSA's CRL, archived (each run does it too) for verification years from now.
+        evidence("timestamp", "crls", env=env)
         reports = data_dir() / "reports"
         reports.mkdir(parents=True, exist_ok=True)
         report = reports / f"verify-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.txt"

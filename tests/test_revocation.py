@@ -95,7 +95,7 @@ def test_crls_are_archived_after_runs_and_used_by_verify(
         assert archived["url"] == url and archived["revoked"] == 0
         assert "NOT TRUSTED" in archived["issuer"]
         again = json.loads(run_cli("timestamp", "crls", "--json", env=env, check=True).stdout)
-        assert again == {"archived": [], "unchanged": 1, "failed": []}
+        assert again == {"archived": [], "unchanged": 1, "failed": [], "stale": []}
         rows, actions = _rows(env)
         assert len(rows) == 1 and actions.count("revocation-archived") == 1
         crl_object = Path(env["EVIDENCE_DATA_DIR"]) / "objects" / "sha256"
@@ -129,3 +129,10 @@ def test_crls_are_archived_after_runs_and_used_by_verify(
         [failure] = json.loads(forged.stdout)["failed"]
         assert "not signed by the issuer's key" in failure["reason"]
         assert len(_rows(env)[0]) == 2
+
+        # The TSA is retired and its distribution point gone: not an error any more, since
+        # CRLs of its CA are archived; the newest archived one still decides.
+        server.content = None
+        gone = json.loads(run_cli("timestamp", "crls", "--json", env=env, check=True).stdout)
+        assert gone["failed"] == [] and "HTTP 404" in gone["stale"][0]["reason"]
+        assert run_cli("verify", "--all", env=env).returncode == 1  # the compromise stands

@@ -51,6 +51,9 @@ class CrlArchiving:
     archived: list[dict[str, Any]] = field(default_factory=list)
     unchanged: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    # Not fetched, but an archived CRL of that issuer exists (a retired TSA's distribution
+    # point goes away: what was archived while it lived is what counts).
+    stale: list[tuple[str, str]] = field(default_factory=list)
 
 
 def distribution_points(cert: x509.Certificate) -> list[str]:
@@ -135,6 +138,7 @@ def archive_crls(
     with evidence.index.session() as session:
         certs = _token_certificates(evidence.objects, session)
         known = set(session.scalars(select(RevocationList.crl_sha256)))
+        archived_issuers = set(session.scalars(select(RevocationList.issuer).distinct()))
     issuers = [*certs, *(cert for data in anchors for cert in load_certificates(data))]
     by_subject = {cert.subject: cert for cert in issuers}
     seen_urls: set[str] = set()
@@ -146,8 +150,16 @@ def archive_crls(
             seen_urls.add(url)
             try:
                 data = _fetch(url, timeout)
-                crl = _checked_crl(data, cert, issuer)
             except TimestampVerificationError as exc:
+                unreachable = (url, str(exc))
+                if cert.issuer.rfc4514_string() in archived_issuers:
+                    result.stale.append(unreachable)
+                else:
+                    result.failed.append(unreachable)
+                continue
+            try:
+                crl = _checked_crl(data, cert, issuer)
+            except TimestampVerificationError as exc:  # forged or wrong: always a failure
                 result.failed.append((url, str(exc)))
                 continue
             stored = put_verified(evidence.objects, data, CRL_MEDIA_TYPE)

@@ -129,6 +129,11 @@ def _timestamp_new(
         crls = archive_crls(evidence, anchors=config.anchors(), timeout=config.timeout)
         for url, reason in crls.failed:
             err.print(f"[yellow]CRL not archived[/] {escape(url)}: {escape(reason)}")
+        if crls.stale:  # retired TSAs: one line, not one per nightly run and URL
+            err.print(
+                f"{len(crls.stale)} CRL distribution point(s) unreachable; "
+                "their earlier CRLs stay archived"
+            )
     if state.settings.timestamps.anchor_custody:
         try:
             anchor_custody_head(evidence, config)
@@ -660,6 +665,7 @@ def timestamp_crls(as_json: JsonOption = False) -> None:
                 "archived": result.archived,
                 "unchanged": result.unchanged,
                 "failed": [{"url": u, "reason": r} for u, r in result.failed],
+                "stale": [{"url": u, "reason": r} for u, r in result.stale],
             }
         )
     else:
@@ -676,9 +682,12 @@ def _print_crls(result: Any) -> None:
         )
     for url, reason in result.failed:
         err.print(f"[yellow]CRL not archived[/] {escape(url)}: {escape(reason)}")
+    for url, reason in result.stale:
+        err.print(f"CRL not fetched (an earlier one is archived) {escape(url)}: {escape(reason)}")
     out.print(
         f"{len(result.archived)} CRL(s) archived, {result.unchanged} unchanged, "
         f"{len(result.failed)} failed"
+        + (f", {len(result.stale)} not fetched but archived before" if result.stale else "")
     )
 
 

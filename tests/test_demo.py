@@ -1,0 +1,51 @@
+"""`make demo` keeps working: the README's first command, run twice on one data folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_demo_runs_twice_and_every_snapshot_has_a_verified_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
+    env["EVIDENCE_DATA_DIR"] = str(tmp_path / "evidence-data")
+    env["COLUMNS"] = "250"  # one line per message: rich wraps at 80 columns without a tty
+    for _ in range(2):  # a second run adds to the first one's archive (new TSA, new CA)
+        demo = subprocess.run(
+            [sys.executable, "-m", "jobs.demo"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        assert "custody log of" in demo.stdout and ": OK" in demo.stdout
+    [_, latest] = sorted((tmp_path / "evidence-data" / "reports").glob("verify-*.txt"))
+    text = latest.read_text()
+    assert "Result:        OK" in text and "no verified timestamp" not in text
+    assert "archived: CN=NOT TRUSTED" in text  # the TSA's CRL, fetched and archived
+    demo_env = env | {
+        "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps(
+            sorted(str(p) for p in (tmp_path / "evidence-data" / "demo-tsa-cas").glob("*.pem"))
+        )
+    }
+    report = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "verify", "--all", "--json"],
+        cwd=ROOT,
+        env=demo_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(report.stdout)
+    assert result["ok"] and result["untimestamped"] == 0 and result["snapshots"] == 22
