@@ -26,7 +26,8 @@ def env(tsa_env: dict[str, str]) -> dict[str, str]:
     return tsa_env
 
 
-def reply_path(env: dict[str, str], snapshot: str) -> Path:
+def reply_path(env: dict[str, str], snapshot: str, column: str = "reply_sha256") -> Path:
+    """The object file of a snapshot's token reply (or, by ``column``, its chain)."""
     from sqlalchemy import select
 
     from evidence_store.index import Index, TimestampRecord
@@ -34,7 +35,7 @@ def reply_path(env: dict[str, str], snapshot: str) -> Path:
     index = Index(env["EVIDENCE_DB_URL"])
     with index.session() as session:
         digest = session.scalars(
-            select(TimestampRecord.reply_sha256).where(TimestampRecord.snapshot_id == snapshot)
+            select(getattr(TimestampRecord, column)).where(TimestampRecord.snapshot_id == snapshot)
         ).one()
     index.dispose()
     return Path(env["EVIDENCE_DATA_DIR"]) / "objects" / "sha256" / digest[:2] / digest[2:4] / digest
@@ -103,6 +104,34 @@ def test_tampered_or_untrusted_token_is_reported(env: dict[str, str], tmp_path: 
     assert proc.returncode == 1
     kinds = {p["kind"] for p in json.loads(proc.stdout)["problems"]}
     assert "timestamp-invalid" in kinds
+
+
+def test_an_edit_outside_the_signed_part_of_a_reply_is_reported(env: dict[str, str]) -> None:
+    """The status wrapper of a TimeStampResp is not signed: 'granted' can become
+    'grantedWithMods' and the token still verifies. The object's digest catches it."""
+    from asn1crypto import tsp
+
+    [result] = json.loads(run_cli("ingest", str(SAMPLE), "--json", env=env, check=True).stdout)
+    path = reply_path(env, result["snapshot"])
+    reply = tsp.TimeStampResp.load(path.read_bytes())
+    edited = tsp.TimeStampResp(
+        {"status": {"status": "granted_with_mods"}, "time_stamp_token": reply["time_stamp_token"]}
+    ).dump()
+    os.chmod(path, 0o644)
+    path.write_bytes(edited)
+    proc = run_cli("verify", result["snapshot"], "--json", env=env)
+    assert proc.returncode == 1
+    [problem] = json.loads(proc.stdout)["problems"]
+    assert problem["kind"] == "timestamp-invalid" and "was altered" in problem["message"]
+    # The same for the certificate chain kept beside the token, for openssl -untrusted.
+    path.write_bytes(reply.dump())
+    assert run_cli("verify", result["snapshot"], env=env).returncode == 0
+    chain = reply_path(env, result["snapshot"], column="chain_sha256")
+    os.chmod(chain, 0o644)
+    chain.write_bytes(chain.read_bytes().replace(b"-----END CERTIFICATE-----", b"-----END X", 1))
+    proc = run_cli("verify", result["snapshot"], "--json", env=env)
+    [problem] = json.loads(proc.stdout)["problems"]
+    assert "TSA chain object" in problem["message"] and "was altered" in problem["message"]
 
 
 def test_sweep_counts_tokens_as_referenced(env: dict[str, str]) -> None:

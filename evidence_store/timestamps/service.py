@@ -19,6 +19,7 @@ entries removed from its end after an anchor are detected.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -462,6 +463,18 @@ class TokenCheck:
     times: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # snapshot -> stamps
 
 
+def _objects_of(
+    objects: ObjectStore, record: TimestampRecord, reply: bytes
+) -> list[tuple[str, bytes, str]]:
+    found = [(record.reply_sha256, reply, "timestamp reply")]
+    if record.chain_sha256:
+        try:
+            found.append((record.chain_sha256, objects.get(record.chain_sha256), "TSA chain"))
+        except Exception as exc:  # reported by the caller as a changed object
+            found.append((record.chain_sha256, repr(exc).encode(), "TSA chain (unreadable)"))
+    return found
+
+
 def _check_reply(
     objects: ObjectStore,
     record: TimestampRecord,
@@ -474,6 +487,12 @@ def _check_reply(
         reply = objects.get(record.reply_sha256)
     except Exception as exc:  # missing or unreadable: reported like any other problem
         return f"timestamp reply sha256:{record.reply_sha256} unreadable: {exc}", None
+    # The token's signature does not cover its status wrapper, nor the chain file kept for
+    # `openssl ts -verify -untrusted`: their objects' digests do.
+    for digest, data, what in _objects_of(objects, record, reply):
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            return f"{what} object sha256:{digest} was altered (its bytes hash to {actual})", None
     if not anchors:
         return "no TSA trust anchors configured: token not checked", None
     try:
