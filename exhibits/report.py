@@ -29,6 +29,7 @@ What was checked, for every snapshot in scope:
   5. RFC 3161 timestamp tokens: imprint, signature, certificate chain to the trust anchors
      below, the TSA's timeStamping key usage and validity at the token's time; for tokens
      over a Merkle root, the snapshot's inclusion proof (RFC 9162) and the stored leaf list;
+     renewal timestamps over the token's reply (their times are listed as "renewed");
      whether the token claims to be an eIDAS qualified time-stamp (ETSI EN 319 422: a claim
      signed by the TSA; its qualified status is for the EU Trusted List to confirm);
      with CRLs listed below, that no certificate of the TSA's chain was revoked at the
@@ -126,6 +127,7 @@ def render_text(report: VerifyReport, context: ReportContext) -> str:
                 f"      timestamp {stamp['gen_time']} by {stamp['tsa']} ({stamp['via']}{claim})"
             )
             lines += [f"        revocation: {said}" for said in stamp.get("revocation", [])]
+            lines += [f"        renewed: {when}" for when in stamp.get("renewed", [])]
         if not result["timestamps"]:
             lines.append("      no verified timestamp")
     lines += ["", CHECKS, "", BY_HAND, ""]

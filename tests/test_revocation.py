@@ -1,9 +1,10 @@
-"""Archived revocation data: CRLs fetched from the TSA certificate's distribution point, checked,
-archived with a custody entry, and used by `evidence verify` (long-term validation)."""
+"""Long-term validation: CRLs fetched from the TSA certificate's distribution point, checked,
+archived with a custody entry and used by `evidence verify`; renewal (archive) timestamps."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,10 +14,10 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, update
 
 from evidence_store.index import Index
-from evidence_store.index.models import CustodyEvent, RevocationList
+from evidence_store.index.models import CustodyEvent, RevocationList, TimestampRecord
 from fixtures.tsa import LocalTSA
 from tests.conftest import run_cli
 
@@ -136,3 +137,109 @@ def test_crls_are_archived_after_runs_and_used_by_verify(
         gone = json.loads(run_cli("timestamp", "crls", "--json", env=env, check=True).stdout)
         assert gone["failed"] == [] and "HTTP 404" in gone["stale"][0]["reason"]
         assert run_cli("verify", "--all", env=env).returncode == 1  # the compromise stands
+
+
+def _env(tsa: LocalTSA, tmp_path: Path, db_url: str, *cas: bytes) -> dict[str, str]:
+    paths = []
+    for n, pem in enumerate([tsa.ca_pem, *cas]):
+        path = tmp_path / f"ca-{n}.pem"
+        path.write_bytes(pem)
+        paths.append(str(path))
+    return {
+        "EVIDENCE_DATA_DIR": str(tmp_path / "data"),
+        "EVIDENCE_DB_URL": db_url,
+        "EVIDENCE_TIMESTAMPS__TSA_URLS": json.dumps([tsa.url]),
+        "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps(paths),
+        "EVIDENCE_TIMESTAMPS__TIMEOUT": "3",
+    }
+
+
+def test_a_renewal_keeps_a_token_whose_tsa_key_leaks_later(tmp_path: Path, db_url: str) -> None:
+    """An archive timestamp (a token over the old reply) made before a key compromise proves
+    the old token existed then: the compromise no longer makes it fall."""
+
+    with (
+        LocalTSA(tsa_not_after=datetime.now(UTC) + timedelta(days=20)) as first,
+        LocalTSA(key_type="ec") as second,
+    ):
+        env = _env(first, tmp_path, db_url, second.ca_pem)
+        doc = tmp_path / "ad.txt"
+        doc.write_text("political ad, archived\n")
+        [result] = json.loads(run_cli("ingest", str(doc), "--json", env=env, check=True).stdout)
+
+        # The first TSA's certificate ends in 20 days: a renewal with a 30-day horizon picks it
+        # (and the custody anchor's token); nothing is due with a 10-day horizon.
+        env["EVIDENCE_TIMESTAMPS__TSA_URLS"] = json.dumps([second.url])
+        none = run_cli("timestamp", "renew", "--expiring-within", "10", "--json", env=env)
+        assert json.loads(none.stdout)["renewed"] == []
+        renewed = json.loads(
+            run_cli(
+                "timestamp", "renew", "--expiring-within", "30", "--json", env=env, check=True
+            ).stdout
+        )
+        assert len(renewed["renewed"]) == 2 and renewed["failed"] == []
+
+        index = Index(env["EVIDENCE_DB_URL"])
+        with index.session() as session:
+            original = session.scalars(
+                select(TimestampRecord).where(TimestampRecord.snapshot_id == result["snapshot"])
+            ).one()
+            renewal = session.scalars(
+                select(TimestampRecord).where(TimestampRecord.renews_id == original.id)
+            ).one()
+        index.dispose()
+        objects = Path(env["EVIDENCE_DATA_DIR"]) / "objects" / "sha256"
+
+        def obj(digest: str) -> Path:
+            return objects / digest[:2] / digest[2:4] / digest
+
+        # openssl checks the renewal over the old reply file itself.
+        ca2 = Path(json.loads(env["EVIDENCE_TIMESTAMPS__TRUST_ANCHORS"])[1])
+        check = subprocess.run(
+            [
+                "openssl",
+                "ts",
+                "-verify",
+                "-data",
+                str(obj(original.reply_sha256)),
+                "-in",
+                str(obj(renewal.reply_sha256)),
+                "-CAfile",
+                str(ca2),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert "Verification: OK" in check.stdout, check.stdout + check.stderr
+        verified = json.loads(run_cli("verify", "--all", "--json", env=env, check=True).stdout)
+        [stamp] = verified["results"][0]["timestamps"]
+        assert stamp["renewed"] == [renewal.gen_time.isoformat()]
+
+        # Later the first TSA's key is reported compromised (after the renewal).
+        crl = tmp_path / "first.crl"
+        crl.write_bytes(
+            first.crl_pem(
+                revoked_at=datetime.now(UTC) + timedelta(seconds=5),
+                reason=x509.ReasonFlags.key_compromise,
+                issued_at=datetime.now(UTC) + timedelta(seconds=6),
+            )
+        )
+        with_crl = env | {"EVIDENCE_TIMESTAMPS__CRLS": json.dumps([str(crl)])}
+        kept = json.loads(run_cli("verify", "--all", "--json", env=with_crl, check=True).stdout)
+        [stamp] = kept["results"][0]["timestamps"]
+        assert any("a renewal shows the token existed" in line for line in stamp["revocation"])
+
+        # A renewal that does not cover the token's reply is reported, not trusted.
+        db = create_engine(env["EVIDENCE_DB_URL"])
+        with db.begin() as conn:
+            conn.execute(
+                update(TimestampRecord)
+                .where(TimestampRecord.id == renewal.id)
+                .values(imprint="00" * 32)
+            )
+        db.dispose()
+        broken = run_cli("verify", "--all", "--json", env=with_crl)
+        assert broken.returncode == 1
+        messages = [p["message"] for p in json.loads(broken.stdout)["problems"]]
+        assert any(f"renewal timestamp {renewal.id} covers" in m for m in messages)

@@ -20,8 +20,10 @@ entries removed from its end after an anchor are detected.
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from evidence_store.index.models import (
 from evidence_store.index.models.timestamp import (
     SUBJECT_CUSTODY_HEAD,
     SUBJECT_MERKLE_ROOT,
+    SUBJECT_RENEWAL,
     SUBJECT_SNAPSHOT,
 )
 from evidence_store.objects import ObjectStore
@@ -54,7 +57,12 @@ from evidence_store.timestamps.merkle import (
     merkle_root,
     verify_inclusion,
 )
-from evidence_store.timestamps.verify import TimestampError, VerifiedTimestamp, verify_token
+from evidence_store.timestamps.verify import (
+    TimestampError,
+    VerifiedTimestamp,
+    parse_token,
+    verify_token,
+)
 from schemas import utc_now
 
 REPLY_MEDIA_TYPE = "application/timestamp-reply"
@@ -422,6 +430,75 @@ def retry(evidence: EvidenceStore, config: TimestampSettings) -> TimestampRun:
     return run
 
 
+# -- renewal (archive timestamps) ------------------------------------------------------------
+@dataclass
+class RenewalRun:
+    """What one renewal pass did: (renewed record id, new genTime) and failures."""
+
+    renewed: list[tuple[int, str]] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    not_due: int = 0
+
+
+def renew_timestamps(
+    evidence: EvidenceStore,
+    config: TimestampSettings,
+    *,
+    expiring_within: timedelta | None = timedelta(days=365),
+) -> RenewalRun:
+    """Timestamp the reply of every current token (one no renewal covers yet) whose TSA
+    certificate expires within ``expiring_within`` (every current token with None).
+
+    The new token's imprint is the SHA-256 of the old reply object, so
+    ``openssl ts -verify -data old.tsr -in renewal.tsr`` checks it. It proves the old token
+    existed at its time: algorithms may weaken and keys may leak later, the proof stands.
+    The pass stops at the first digest no TSA stamps (the TSAs are down: ask again later).
+    """
+    run = RenewalRun()
+    renewed = select(TimestampRecord.renews_id).where(TimestampRecord.renews_id.is_not(None))
+    with evidence.index.session() as session:
+        current = list(
+            session.scalars(
+                select(TimestampRecord)
+                .where(TimestampRecord.id.not_in(renewed))
+                .order_by(TimestampRecord.id)
+            )
+        )
+    now = utc_now()
+    for record in current:
+        if expiring_within is not None and not _expires_within(
+            evidence.objects, record, now + expiring_within
+        ):
+            run.not_due += 1
+            continue
+        try:
+            token = _stamp(
+                evidence,
+                record.reply_sha256,
+                config,
+                subject={"subject": SUBJECT_RENEWAL, "renews_id": record.id},
+                action="timestamp-renewed",
+                snapshot_id=record.snapshot_id,
+                details={"renews": record.id, "renewed_reply_sha256": record.reply_sha256},
+            )
+        except TimestampError as exc:
+            run.failed.append((record.id, str(exc)))
+            break
+        run.renewed.append((record.id, token.gen_time.isoformat()))
+    return run
+
+
+def _expires_within(objects: ObjectStore, record: TimestampRecord, deadline: datetime) -> bool:
+    """Whether the certificate that signed this token ends before ``deadline`` (or is unknown)."""
+    try:
+        der = parse_token(objects.get(record.reply_sha256)).tsa_certificate
+    except Exception:  # unreadable: renewing it cannot hurt, and verify reports it anyway
+        return True
+    if der is None:
+        return True
+    return x509.load_der_x509_certificate(der).not_valid_after_utc <= deadline
+
+
 # -- the custody log's head ------------------------------------------------------------------
 def anchor_custody_head(evidence: EvidenceStore, config: TimestampSettings) -> dict[str, Any]:
     """Timestamp the custody log's current head entry; then log that it was anchored.
@@ -480,9 +557,10 @@ def _check_reply(
     record: TimestampRecord,
     anchors: Sequence[bytes],
     crls: Sequence[bytes] = (),
+    existed_by: datetime | None = None,
 ) -> tuple[str | None, VerifiedTimestamp | None]:
     """(None, the verification) when the stored reply verifies over the record's imprint,
-    else (the reason, None)."""
+    else (the reason, None). ``existed_by``: what the token's renewals prove."""
     try:
         reply = objects.get(record.reply_sha256)
     except Exception as exc:  # missing or unreadable: reported like any other problem
@@ -496,7 +574,9 @@ def _check_reply(
     if not anchors:
         return "no TSA trust anchors configured: token not checked", None
     try:
-        result = verify_token(reply, bytes.fromhex(record.imprint), anchors, crls=crls)
+        result = verify_token(
+            reply, bytes.fromhex(record.imprint), anchors, crls=crls, existed_by=existed_by
+        )
     except TimestampError as exc:
         return f"timestamp from {record.tsa_url}: {exc}", None
     if result.info.gen_time != record.gen_time:
@@ -504,7 +584,62 @@ def _check_reply(
     return None, result
 
 
-def _stamp_entry(record: TimestampRecord, via: str, verified: VerifiedTimestamp) -> dict[str, Any]:
+class _Checker:
+    """Checks stored tokens together with the renewals that extend them (each once).
+
+    A token's renewals must each cover its reply object's SHA-256 and verify themselves
+    (with their own renewals); the earliest one's time is what the token is proven to have
+    existed by, which a later key compromise of its TSA cannot undo. A broken renewal is a
+    problem of the token it claims to renew.
+    """
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        session: Session,
+        anchors: Sequence[bytes],
+        crls: Sequence[bytes],
+    ) -> None:
+        self.objects, self.anchors, self.crls = objects, anchors, crls
+        self.renewals: dict[int, list[TimestampRecord]] = defaultdict(list)
+        query = select(TimestampRecord).where(TimestampRecord.subject == SUBJECT_RENEWAL)
+        for renewal in session.scalars(query.order_by(TimestampRecord.id)):
+            self.renewals[renewal.renews_id or 0].append(renewal)
+        self._done: dict[int, tuple[str | None, VerifiedTimestamp | None, list[str]]] = {}
+
+    def check(
+        self, record: TimestampRecord
+    ) -> tuple[str | None, VerifiedTimestamp | None, list[str]]:
+        """(problem, verification, times of its valid renewals)."""
+        if record.id in self._done:
+            return self._done[record.id]
+        self._done[record.id] = ("renewals form a loop", None, [])
+        renewed: list[VerifiedTimestamp] = []
+        problems: list[str] = []
+        for renewal in self.renewals.get(record.id, []):
+            if renewal.imprint != record.reply_sha256:
+                problems.append(
+                    f"renewal timestamp {renewal.id} covers {renewal.imprint}, not this "
+                    f"token's reply {record.reply_sha256}"
+                )
+                continue
+            problem, verified, _ = self.check(renewal)
+            if problem or verified is None:
+                problems.append(f"renewal timestamp {renewal.id}: {problem}")
+            else:
+                renewed.append(verified)
+        existed_by = min((v.gen_time for v in renewed), default=None)
+        problem, verified = _check_reply(self.objects, record, self.anchors, self.crls, existed_by)
+        if problems:  # a broken renewal is reported whatever the token's own result
+            problem = "; ".join([problem, *problems] if problem else problems)
+        times = sorted(v.gen_time.isoformat() for v in renewed)
+        self._done[record.id] = (problem, verified if problem is None else None, times)
+        return self._done[record.id]
+
+
+def _stamp_entry(
+    record: TimestampRecord, via: str, verified: VerifiedTimestamp, renewed: list[str]
+) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "gen_time": record.gen_time.isoformat(),
         "tsa": record.tsa_url,
@@ -513,6 +648,8 @@ def _stamp_entry(record: TimestampRecord, via: str, verified: VerifiedTimestamp)
     }
     if verified.revocation:
         entry["revocation"] = list(verified.revocation)
+    if renewed:
+        entry["renewed"] = renewed
     return entry
 
 
@@ -569,16 +706,17 @@ def check_tokens(
         tree_tokens = list(
             session.scalars(select(TimestampRecord).where(TimestampRecord.tree_id.in_(tree_ids)))
         )
+        checker = _Checker(objects, session, anchors, crls)
     for record in own:
-        problem, verified = _check_reply(objects, record, anchors, crls)
+        problem, verified, renewed = checker.check(record)
         if problem or verified is None:
             result.problems.append((record.snapshot_id, problem or "not verified"))
             continue
         result.verified += 1
         result.times.setdefault(record.snapshot_id or "", []).append(
-            _stamp_entry(record, "token", verified)
+            _stamp_entry(record, "token", verified, renewed)
         )
-    tree_ok: dict[int, list[tuple[TimestampRecord, VerifiedTimestamp]]] = {
+    tree_ok: dict[int, list[tuple[TimestampRecord, VerifiedTimestamp, list[str]]]] = {
         tid: [] for tid in tree_ids
     }
     by_tree: dict[int, list[MerkleProof]] = {tid: [] for tid in tree_ids}
@@ -591,12 +729,12 @@ def check_tokens(
             tree_problems[tree_id] = problem
     for record in tree_tokens:
         assert record.tree_id is not None
-        problem, verified = _check_reply(objects, record, anchors, crls)
+        problem, verified, renewed = checker.check(record)
         if problem or verified is None:
             tree_problems.setdefault(record.tree_id, f"Merkle root token: {problem}")
         else:
             result.verified += 1
-            tree_ok[record.tree_id].append((record, verified))
+            tree_ok[record.tree_id].append((record, verified, renewed))
     for proof in proofs:
         tree = trees[proof.tree_id]
         if not proof_holds(proof.snapshot_id, proof, tree):
@@ -607,9 +745,9 @@ def check_tokens(
             result.problems.append((proof.snapshot_id, tree_problems[proof.tree_id]))
         else:
             via = f"merkle tree {tree.id} leaf {proof.leaf_index} of {tree.tree_size}"
-            for record, verified in tree_ok[proof.tree_id]:
+            for record, verified, renewed in tree_ok[proof.tree_id]:
                 result.times.setdefault(proof.snapshot_id, []).append(
-                    _stamp_entry(record, via, verified)
+                    _stamp_entry(record, via, verified, renewed)
                 )
     return result
 
@@ -628,6 +766,7 @@ def check_custody_anchors(
             select(TimestampRecord).where(TimestampRecord.subject == SUBJECT_CUSTODY_HEAD)
         )
     )
+    checker: _Checker | None = None
     for record in records:
         entry = session.get(CustodyEvent, record.custody_event_id)
         if entry is None:
@@ -644,7 +783,8 @@ def check_custody_anchors(
             )
             continue
         if anchors is not None:
-            problem, _ = _check_reply(objects, record, anchors, crls)
+            checker = checker or _Checker(objects, session, anchors, crls)
+            problem, _, _ = checker.check(record)
             if problem:
                 problems.append(f"custody anchor of entry {entry.id}: {problem}")
                 continue

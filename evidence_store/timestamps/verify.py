@@ -651,9 +651,14 @@ def _check_revocation(
     chain: Sequence[x509.Certificate],
     gen_time: datetime,
     crls: Sequence[x509.CertificateRevocationList],
+    existed_by: datetime | None = None,
 ) -> list[str]:
     """Raise if the CRLs revoke a certificate of the chain for this token; else say what they
-    showed, certificate by certificate (the anchor at the end is trusted as configured)."""
+    showed, certificate by certificate (the anchor at the end is trusted as configured).
+
+    ``existed_by``: when a valid renewal timestamp shows the token existed at that time, a
+    key compromise reported for a later time does not touch it.
+    """
     said: list[str] = []
     for position, cert in enumerate(chain[:-1]):
         what = "TSA certificate" if position == 0 else f"CA certificate {_subject(cert)}"
@@ -672,6 +677,12 @@ def _check_revocation(
             when = entry.revocation_date_utc
             reason = _revocation_reason(entry)
             named = f" ({reason.name})" if reason is not None else ""
+            if reason in _COMPROMISE and existed_by is not None and existed_by < when:
+                said.append(
+                    f"{what}: revoked at {_utc(when)}{named}, but a renewal shows the token "
+                    f"existed at {_utc(existed_by)}: stands"
+                )
+                break
             if reason in _COMPROMISE:
                 raise TimestampVerificationError(
                     f"{what} was revoked at {_utc(when)}{named}: after a key compromise no "
@@ -804,6 +815,7 @@ def verify_token(
     *,
     untrusted_chain: Sequence[bytes] | None = None,
     crls: Sequence[bytes] = (),
+    existed_by: datetime | None = None,
 ) -> VerifiedTimestamp:
     """Check that a TSA trusted through ``trust_anchors`` timestamped ``digest``.
 
@@ -812,7 +824,8 @@ def verify_token(
     PEM (bundles allowed) or DER certificates of the CAs, or the TSA certificates themselves,
     that we trust to issue timestamps; ``untrusted_chain`` certificates that may complete the
     chain when the token does not carry them (they are checked, never trusted); ``crls`` PEM
-    or DER CRLs to check the chain's revocation status against.
+    or DER CRLs to check the chain's revocation status against; ``existed_by`` the time by
+    which a (verified) renewal timestamp shows the token existed.
 
     Raises :class:`TimestampVerificationError` naming the first check that failed.
     """
@@ -847,7 +860,7 @@ def verify_token(
         revocation: list[str] = []
         if crls:
             loaded = [crl for data in crls for crl in load_crls(data)]
-            revocation = _check_revocation(chain, info.gen_time, loaded)
+            revocation = _check_revocation(chain, info.gen_time, loaded, existed_by)
     except (ValueError, TypeError, x509.InvalidVersion) as exc:
         # cryptography parses certificate fields lazily; a damaged one fails here.
         raise TimestampVerificationError(

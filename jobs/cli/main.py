@@ -649,6 +649,55 @@ def timestamp_retry(
         raise typer.Exit(1)
 
 
+@timestamp_app.command("renew")
+def timestamp_renew(
+    expiring_within: Annotated[
+        int,
+        typer.Option(
+            "--expiring-within",
+            min=0,
+            help="Renew tokens whose TSA certificate ends within this many days.",
+        ),
+    ] = 365,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Renew every current token, whatever its expiry.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Timestamp old tokens again (archive timestamps), before their TSA certificates end."""
+    from datetime import timedelta
+
+    from evidence_store.timestamps.service import renew_timestamps
+
+    settings = state.settings
+    evidence = open_evidence(settings)
+    config = settings.timestamp_settings()
+    if not config.enabled:
+        raise EvidenceError(
+            "no TSA configured: set [timestamps] tsa_urls (EVIDENCE_TIMESTAMPS__TSA_URLS)"
+        )
+    within = None if all_ else timedelta(days=expiring_within)
+    with err.status("renewing timestamps"):
+        run = renew_timestamps(evidence, config, expiring_within=within)
+    if as_json:
+        print_json(
+            {
+                "renewed": [{"timestamp": i, "gen_time": t} for i, t in run.renewed],
+                "failed": [{"timestamp": i, "reason": r} for i, r in run.failed],
+                "not_due": run.not_due,
+            }
+        )
+    else:
+        for record_id, reason in run.failed:
+            err.print(f"[yellow]not renewed[/] timestamp {record_id}: {escape(reason)}")
+        out.print(
+            f"renewed {len(run.renewed)} timestamp(s); {run.not_due} not due"
+            + (f"; stopped: {len(run.failed)} failed" if run.failed else "")
+        )
+    if run.failed:
+        raise typer.Exit(1)
+
+
 @timestamp_app.command("crls")
 def timestamp_crls(as_json: JsonOption = False) -> None:
     """Fetch and archive the CRLs named in the TSA certificates of the stored tokens."""

@@ -5,7 +5,9 @@ A token's ``imprint`` is the SHA-256 it was granted over. Its ``subject`` says w
 - ``snapshot``: a snapshot id (the manifest's SHA-256), ``snapshot_id`` set;
 - ``merkle-root``: the root of a run's Merkle tree over snapshot ids, ``tree_id`` set; each
   snapshot of the tree has a ``MerkleProof``;
-- ``custody-head``: the entry hash of the custody log's head, ``custody_event_id`` set.
+- ``custody-head``: the entry hash of the custody log's head, ``custody_event_id`` set;
+- ``renewal``: the SHA-256 of another token's reply object (its ``reply_sha256``),
+  ``renews_id`` set: an archive timestamp that proves the older token existed by then.
 
 A snapshot is timestamped when it has a token of its own or a proof into a timestamped tree.
 """
@@ -22,6 +24,7 @@ from evidence_store.index.models.base import Base
 SUBJECT_SNAPSHOT = "snapshot"
 SUBJECT_MERKLE_ROOT = "merkle-root"
 SUBJECT_CUSTODY_HEAD = "custody-head"
+SUBJECT_RENEWAL = "renewal"
 
 
 class TimestampRecord(Base):
@@ -35,6 +38,7 @@ class TimestampRecord(Base):
     snapshot_id: Mapped[str | None] = mapped_column(ForeignKey("snapshots.id"), index=True)
     tree_id: Mapped[int | None] = mapped_column(ForeignKey("merkle_trees.id"), index=True)
     custody_event_id: Mapped[int | None] = mapped_column(ForeignKey("custody_events.id"))
+    renews_id: Mapped[int | None] = mapped_column(ForeignKey("timestamps.id"), index=True)
     tsa_url: Mapped[str] = mapped_column(Text)
     gen_time: Mapped[datetime]
     serial_number: Mapped[str] = mapped_column(String(64))  # up to 160 bits: kept as text

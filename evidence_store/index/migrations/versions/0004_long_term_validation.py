@@ -1,4 +1,4 @@
-"""Archived CRLs of the TSAs' certificates (long-term validation of timestamps)
+"""Long-term validation: archived CRLs of the TSAs' certificates, renewal timestamps
 
 Revision ID: 0004
 Revises: 0003
@@ -31,9 +31,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("revocation_lists", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_revocation_lists_issuer"), ["issuer"], unique=False)
+    with op.batch_alter_table("timestamps", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("renews_id", sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f("ix_timestamps_renews_id"), ["renews_id"], unique=False)
+        batch_op.create_foreign_key(
+            batch_op.f("fk_timestamps_renews_id_timestamps"), "timestamps", ["renews_id"], ["id"]
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("timestamps", schema=None) as batch_op:
+        batch_op.drop_constraint(
+            batch_op.f("fk_timestamps_renews_id_timestamps"), type_="foreignkey"
+        )
+        batch_op.drop_index(batch_op.f("ix_timestamps_renews_id"))
+        batch_op.drop_column("renews_id")
     with op.batch_alter_table("revocation_lists", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_revocation_lists_issuer"))
     op.drop_table("revocation_lists")
