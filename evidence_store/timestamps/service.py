@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -69,6 +69,7 @@ REPLY_MEDIA_TYPE = "application/timestamp-reply"
 CHAIN_MEDIA_TYPE = "application/pem-certificate-chain"
 LEAVES_MEDIA_TYPE = "text/vnd.dsa-evidence.merkle-leaves"
 MODES = ("snapshot", "merkle")
+ProgressCallback = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,10 @@ def _stamp(
 
 # -- per snapshot ----------------------------------------------------------------------------
 def timestamp_snapshots(
-    evidence: EvidenceStore, snapshot_ids: Sequence[str], config: TimestampSettings
+    evidence: EvidenceStore,
+    snapshot_ids: Sequence[str],
+    config: TimestampSettings,
+    progress: ProgressCallback | None = None,
 ) -> TimestampRun:
     """Ask the TSAs for a token over each snapshot id; store and index every token granted.
 
@@ -236,6 +240,8 @@ def timestamp_snapshots(
             )
             _log_skipped(evidence, rest, reason)
             run.failed.extend((sid, reason) for sid in rest)
+            if progress:
+                progress(len(rest))
             break
         try:
             token = _stamp(
@@ -249,9 +255,11 @@ def timestamp_snapshots(
         except TimestampError as exc:
             run.failed.append((snapshot_id, str(exc)))
             in_a_row += 1
-            continue
-        in_a_row = 0
-        run.timestamped.append((snapshot_id, token.gen_time.isoformat(), token.tsa_url))
+        else:
+            in_a_row = 0
+            run.timestamped.append((snapshot_id, token.gen_time.isoformat(), token.tsa_url))
+        if progress:
+            progress(1)
     return run
 
 
@@ -334,7 +342,10 @@ def build_tree(
 
 
 def timestamp_tree(
-    evidence: EvidenceStore, tree_id: int, config: TimestampSettings
+    evidence: EvidenceStore,
+    tree_id: int,
+    config: TimestampSettings,
+    progress: ProgressCallback | None = None,
 ) -> TimestampRun:
     """Ask the TSAs for a token over a tree's root; on success every leaf is timestamped."""
     run = TimestampRun(trees=[tree_id])
@@ -361,9 +372,11 @@ def timestamp_tree(
         )
     except TimestampError as exc:
         run.failed.extend((sid, str(exc)) for sid in leaves)
-        return run
-    when = token.gen_time.isoformat()
-    run.timestamped.extend((sid, when, token.tsa_url) for sid in leaves)
+    else:
+        when = token.gen_time.isoformat()
+        run.timestamped.extend((sid, when, token.tsa_url) for sid in leaves)
+    if progress:
+        progress(len(leaves))
     return run
 
 
@@ -413,18 +426,26 @@ def untimestamped_trees(evidence: EvidenceStore) -> list[int]:
         )
 
 
-def retry(evidence: EvidenceStore, config: TimestampSettings) -> TimestampRun:
-    """Ask again for every untimestamped tree root, then for every loose snapshot."""
+def retry(
+    evidence: EvidenceStore,
+    config: TimestampSettings,
+    progress: ProgressCallback | None = None,
+) -> TimestampRun:
+    """Ask again for every untimestamped tree root, then for every loose snapshot.
+
+    ``progress`` is called with the number of snapshots each step settled (stamped or not);
+    they add up to ``len(untimestamped(evidence))``.
+    """
     run = TimestampRun()
     for tree_id in untimestamped_trees(evidence):
-        part = timestamp_tree(evidence, tree_id, config)
+        part = timestamp_tree(evidence, tree_id, config, progress)
         run.timestamped += part.timestamped
         run.failed += part.failed
         run.trees += part.trees
     with evidence.index.session() as session:
         in_trees = set(session.scalars(select(MerkleProof.snapshot_id)))
     loose = [sid for sid in untimestamped(evidence) if sid not in in_trees]
-    part = timestamp_snapshots(evidence, loose, config)
+    part = timestamp_snapshots(evidence, loose, config, progress)
     run.timestamped += part.timestamped
     run.failed += part.failed
     return run
@@ -445,6 +466,8 @@ def renew_timestamps(
     config: TimestampSettings,
     *,
     expiring_within: timedelta | None = timedelta(days=365),
+    progress: ProgressCallback | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> RenewalRun:
     """Timestamp the reply of every current token (one no renewal covers yet) whose TSA
     certificate expires within ``expiring_within`` (every current token with None).
@@ -464,8 +487,12 @@ def renew_timestamps(
                 .order_by(TimestampRecord.id)
             )
         )
+    if on_total:
+        on_total(len(current))
     now = utc_now()
     for record in current:
+        if progress:
+            progress(1)
         if expiring_within is not None and not _expires_within(
             evidence.objects, record, now + expiring_within
         ):

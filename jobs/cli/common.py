@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeRemainingColumn,
@@ -60,6 +61,17 @@ def print_json(data: Any) -> None:
 
 def short(digest: str) -> str:
     return digest[:16]
+
+
+def count_progress(description: str) -> Progress:
+    """A transient progress bar on stderr for work counted in items (objects, snapshots)."""
+    return Progress(
+        TextColumn(f"[bold]{description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+    )
 
 
 def bytes_progress(description: str) -> Progress:

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 from rich import box
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from evidence_store.errors import EvidenceError
@@ -18,7 +17,7 @@ from evidence_store.retention import (
     set_hold,
     sync_holds,
 )
-from jobs.cli.common import JsonOption, err, out, print_json, short, state
+from jobs.cli.common import JsonOption, count_progress, err, out, print_json, short, state
 from jobs.context import open_evidence
 
 hold_app = typer.Typer(
@@ -38,17 +37,6 @@ SnapshotFlag = Annotated[
 CollectionFlag = Annotated[
     bool, typer.Option("--collection", help="TARGET is a collection (when a name is ambiguous).")
 ]
-
-
-def count_progress(description: str) -> Progress:
-    """A transient progress bar on stderr for work counted in items (objects, snapshots)."""
-    return Progress(
-        TextColumn(f"[bold]{description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        transient=True,
-    )
 
 
 def _kind(snapshot: bool, collection: bool) -> str | None:

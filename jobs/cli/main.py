@@ -29,6 +29,7 @@ from jobs.cli.common import (
     JsonOption,
     SnapshotArg,
     bytes_progress,
+    count_progress,
     err,
     out,
     print_json,
@@ -95,7 +96,6 @@ def _timestamp_new(
         retry,
         timestamp_new,
         untimestamped,
-        untimestamped_trees,
     )
     from evidence_store.timestamps.verify import TimestampError
 
@@ -113,11 +113,12 @@ def _timestamp_new(
             f"[yellow]{len(run.failed)} snapshot(s) archived without a timestamp;[/] "
             "`evidence timestamp retry` asks the TSAs again"
         )
-    elif untimestamped(evidence) or untimestamped_trees(evidence):
+    elif pending := untimestamped(evidence):
         # The TSAs answer again: earlier runs' untimestamped snapshots are stamped now, so
         # that nightly runs catch up without anyone running `timestamp retry`.
-        with err.status("timestamping snapshots left untimestamped by earlier runs"):
-            earlier = retry(evidence, config)
+        with count_progress("timestamping earlier runs' snapshots") as progress:
+            task = progress.add_task("", total=len(pending))
+            earlier = retry(evidence, config, lambda n: progress.advance(task, n))
         err.print(
             f"timestamped {len(earlier.timestamped)} snapshot(s) of earlier runs"
             + (f", {len(earlier.failed)} still without" if earlier.failed else "")
@@ -629,8 +630,9 @@ def timestamp_retry(
         raise EvidenceError(
             "no TSA configured: set [timestamps] tsa_urls (EVIDENCE_TIMESTAMPS__TSA_URLS)"
         )
-    with err.status(f"timestamping {len(pending)} snapshot(s)"):
-        run = retry(evidence, config)
+    with count_progress("timestamping") as progress:
+        task = progress.add_task("", total=len(pending))
+        run = retry(evidence, config, lambda n: progress.advance(task, n))
     if as_json:
         print_json(
             {
@@ -677,8 +679,15 @@ def timestamp_renew(
             "no TSA configured: set [timestamps] tsa_urls (EVIDENCE_TIMESTAMPS__TSA_URLS)"
         )
     within = None if all_ else timedelta(days=expiring_within)
-    with err.status("renewing timestamps"):
-        run = renew_timestamps(evidence, config, expiring_within=within)
+    with count_progress("renewing timestamps") as progress:
+        task = progress.add_task("", total=None)
+        run = renew_timestamps(
+            evidence,
+            config,
+            expiring_within=within,
+            progress=lambda n: progress.advance(task, n),
+            on_total=lambda total: progress.update(task, total=total),
+        )
     if as_json:
         print_json(
             {

@@ -11,8 +11,7 @@ from rich.table import Table
 
 from evidence_store.errors import EvidenceError
 from evidence_store.retention import apply_retention, retention_status, set_retention
-from jobs.cli.common import JsonOption, err, out, print_json, short, state
-from jobs.cli.hold import count_progress
+from jobs.cli.common import JsonOption, count_progress, err, out, print_json, short, state
 from jobs.context import open_evidence
 
 retention_app = typer.Typer(
