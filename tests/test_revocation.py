@@ -4,6 +4,7 @@ archived with a custody entry and used by `evidence verify`; renewal (archive) t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -137,6 +138,17 @@ def test_crls_are_archived_after_runs_and_used_by_verify(
         gone = json.loads(run_cli("timestamp", "crls", "--json", env=env, check=True).stdout)
         assert gone["failed"] == [] and "HTTP 404" in gone["stale"][0]["reason"]
         assert run_cli("verify", "--all", env=env).returncode == 1  # the compromise stands
+
+        # An archived CRL damaged in the store clears no token: verify says why.
+        newest = _rows(env)[0][-1].crl_sha256
+        damaged = Path(env["EVIDENCE_DATA_DIR"]) / "objects" / "sha256" / newest[:2] / newest[2:4]
+        damaged = damaged / newest
+        os.chmod(damaged, 0o644)
+        damaged.write_bytes(b"not a CRL any more")
+        proc = run_cli("verify", "--all", "--json", env=env)
+        assert proc.returncode == 1
+        messages = [p["message"] for p in json.loads(proc.stdout)["problems"]]
+        assert any("revocation data unreadable" in m for m in messages)
 
 
 def _env(tsa: LocalTSA, tmp_path: Path, db_url: str, *cas: bytes) -> dict[str, str]:

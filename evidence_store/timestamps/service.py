@@ -60,6 +60,7 @@ from evidence_store.timestamps.merkle import (
 from evidence_store.timestamps.verify import (
     TimestampError,
     VerifiedTimestamp,
+    load_crls,
     parse_token,
     verify_token,
 )
@@ -583,7 +584,7 @@ def _check_reply(
     objects: ObjectStore,
     record: TimestampRecord,
     anchors: Sequence[bytes],
-    crls: Sequence[bytes] = (),
+    crls: Sequence[x509.CertificateRevocationList] = (),
     existed_by: datetime | None = None,
 ) -> tuple[str | None, VerifiedTimestamp | None]:
     """(None, the verification) when the stored reply verifies over the record's imprint,
@@ -627,7 +628,15 @@ class _Checker:
         anchors: Sequence[bytes],
         crls: Sequence[bytes],
     ) -> None:
-        self.objects, self.anchors, self.crls = objects, anchors, crls
+        self.objects, self.anchors = objects, anchors
+        # Parsed once for all tokens: a big CA's CRL is megabytes.
+        self.crls: list[x509.CertificateRevocationList] = []
+        self.crl_problem: str | None = None
+        for data in crls:
+            try:
+                self.crls += load_crls(data)
+            except TimestampError as exc:  # a damaged archived CRL: no token can be cleared
+                self.crl_problem = f"revocation data unreadable: {exc}"
         self.renewals: dict[int, list[TimestampRecord]] = defaultdict(list)
         query = select(TimestampRecord).where(TimestampRecord.subject == SUBJECT_RENEWAL)
         for renewal in session.scalars(query.order_by(TimestampRecord.id)):
@@ -657,6 +666,8 @@ class _Checker:
                 renewed.append(verified)
         existed_by = min((v.gen_time for v in renewed), default=None)
         problem, verified = _check_reply(self.objects, record, self.anchors, self.crls, existed_by)
+        if problem is None and self.crl_problem:
+            problem, verified = self.crl_problem, None
         if problems:  # a broken renewal is reported whatever the token's own result
             problem = "; ".join([problem, *problems] if problem else problems)
         times = sorted(v.gen_time.isoformat() for v in renewed)

@@ -814,7 +814,7 @@ def verify_token(
     trust_anchors: Sequence[bytes],
     *,
     untrusted_chain: Sequence[bytes] | None = None,
-    crls: Sequence[bytes] = (),
+    crls: Sequence[bytes | x509.CertificateRevocationList] = (),
     existed_by: datetime | None = None,
 ) -> VerifiedTimestamp:
     """Check that a TSA trusted through ``trust_anchors`` timestamped ``digest``.
@@ -824,8 +824,9 @@ def verify_token(
     PEM (bundles allowed) or DER certificates of the CAs, or the TSA certificates themselves,
     that we trust to issue timestamps; ``untrusted_chain`` certificates that may complete the
     chain when the token does not carry them (they are checked, never trusted); ``crls`` PEM
-    or DER CRLs to check the chain's revocation status against; ``existed_by`` the time by
-    which a (verified) renewal timestamp shows the token existed.
+    or DER CRLs, or CRLs loaded once with :func:`load_crls` when checking many tokens, to
+    check the chain's revocation status against; ``existed_by`` the time by which a
+    (verified) renewal timestamp shows the token existed.
 
     Raises :class:`TimestampVerificationError` naming the first check that failed.
     """
@@ -859,7 +860,11 @@ def verify_token(
         _check_tsa_usage(signer)
         revocation: list[str] = []
         if crls:
-            loaded = [crl for data in crls for crl in load_crls(data)]
+            loaded = [
+                crl
+                for item in crls
+                for crl in (load_crls(item) if isinstance(item, bytes) else [item])
+            ]
             revocation = _check_revocation(chain, info.gen_time, loaded, existed_by)
     except (ValueError, TypeError, x509.InvalidVersion) as exc:
         # cryptography parses certificate fields lazily; a damaged one fails here.
