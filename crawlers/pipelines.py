@@ -70,25 +70,29 @@ class GroupCommitter:
             del self._waiting[: self.max_group]
             items = [(capture, entries) for capture, entries, _ in group]
             try:
-                archived = await asyncio.to_thread(commit_snapshots, self.evidence, items)
+                archived = await self._commit(items)
             except Exception as exc:
                 if len(group) == 1:
                     _settle(group[0][2], exc)
                     continue
                 for item, (_, _, future) in zip(items, group, strict=True):
                     try:
-                        one = await asyncio.to_thread(commit_snapshots, self.evidence, [item])
+                        [one] = await self._commit([item])
                     except Exception as item_exc:
                         _settle(future, item_exc)
                     else:
-                        self.groups += 1
-                        self.committed += 1
-                        _settle(future, one[0])
+                        _settle(future, one)
             else:
-                self.groups += 1
-                self.committed += len(archived)
                 for (_, _, future), snapshot in zip(group, archived, strict=True):
                     _settle(future, snapshot)
+
+    async def _commit(
+        self, items: list[tuple[Capture, list[ArtifactEntry]]]
+    ) -> list[ArchivedSnapshot]:
+        archived = await asyncio.to_thread(commit_snapshots, self.evidence, items)
+        self.groups += 1
+        self.committed += len(archived)
+        return archived
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

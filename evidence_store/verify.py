@@ -377,10 +377,6 @@ def verify(
     )
     times: dict[str, list[dict[str, Any]]] = {}
     if timestamp_anchors is not None:
-        from evidence_store.timestamps.revocation import archived_crls
-
-        with index.session() as session:
-            timestamp_crls = [*timestamp_crls, *archived_crls(objects, session)]
         from evidence_store.timestamps.service import check_tokens
 
         tokens = check_tokens(

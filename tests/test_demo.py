@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,18 +36,11 @@ def test_demo_runs_twice_and_every_snapshot_has_a_verified_token(tmp_path: Path)
     text = latest.read_text()
     assert "Result:        OK" in text and "no verified timestamp" not in text
     assert "archived: CN=NOT TRUSTED" in text  # the TSA's CRL, fetched and archived
-    demo_env = env | {
-        "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps(
-            sorted(str(p) for p in (tmp_path / "evidence-data" / "demo-tsa-cas").glob("*.pem"))
-        )
+    cas = sorted(str(p) for p in (tmp_path / "evidence-data" / "demo-tsa-cas").glob("*.pem"))
+    demo_env = {
+        "EVIDENCE_DATA_DIR": env["EVIDENCE_DATA_DIR"],
+        "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps(cas),
     }
-    report = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "verify", "--all", "--json"],
-        cwd=ROOT,
-        env=demo_env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    report = run_cli("verify", "--all", "--json", env=demo_env, cwd=ROOT, check=True)
     result = json.loads(report.stdout)
     assert result["ok"] and result["untimestamped"] == 0 and result["snapshots"] == 22

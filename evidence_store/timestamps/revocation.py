@@ -16,6 +16,7 @@ and nothing is stored for it.
 
 from __future__ import annotations
 
+import hashlib
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -162,10 +163,10 @@ def archive_crls(
             except TimestampVerificationError as exc:  # forged or wrong: always a failure
                 result.failed.append((url, str(exc)))
                 continue
-            stored = put_verified(evidence.objects, data, CRL_MEDIA_TYPE)
-            if stored.sha256 in known:
+            if hashlib.sha256(data).hexdigest() in known:
                 result.unchanged += 1
                 continue
+            stored = put_verified(evidence.objects, data, CRL_MEDIA_TYPE)
             known.add(stored.sha256)
             entry = {
                 "url": url,

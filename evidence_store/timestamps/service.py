@@ -57,6 +57,7 @@ from evidence_store.timestamps.merkle import (
     merkle_root,
     verify_inclusion,
 )
+from evidence_store.timestamps.revocation import archived_crls
 from evidence_store.timestamps.verify import (
     TimestampError,
     VerifiedTimestamp,
@@ -64,13 +65,13 @@ from evidence_store.timestamps.verify import (
     parse_token,
     verify_token,
 )
+from evidence_store.verify import ProgressCallback
 from schemas import utc_now
 
 REPLY_MEDIA_TYPE = "application/timestamp-reply"
 CHAIN_MEDIA_TYPE = "application/pem-certificate-chain"
 LEAVES_MEDIA_TYPE = "text/vnd.dsa-evidence.merkle-leaves"
 MODES = ("snapshot", "merkle")
-ProgressCallback = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -568,18 +569,6 @@ class TokenCheck:
     times: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # snapshot -> stamps
 
 
-def _objects_of(
-    objects: ObjectStore, record: TimestampRecord, reply: bytes
-) -> list[tuple[str, bytes, str]]:
-    found = [(record.reply_sha256, reply, "timestamp reply")]
-    if record.chain_sha256:
-        try:
-            found.append((record.chain_sha256, objects.get(record.chain_sha256), "TSA chain"))
-        except Exception as exc:  # reported by the caller as a changed object
-            found.append((record.chain_sha256, repr(exc).encode(), "TSA chain (unreadable)"))
-    return found
-
-
 def _check_reply(
     objects: ObjectStore,
     record: TimestampRecord,
@@ -595,7 +584,13 @@ def _check_reply(
         return f"timestamp reply sha256:{record.reply_sha256} unreadable: {exc}", None
     # The token's signature does not cover its status wrapper, nor the chain file kept for
     # `openssl ts -verify -untrusted`: their objects' digests do.
-    for digest, data, what in _objects_of(objects, record, reply):
+    stored = [(record.reply_sha256, reply, "timestamp reply")]
+    if record.chain_sha256:
+        try:
+            stored.append((record.chain_sha256, objects.get(record.chain_sha256), "TSA chain"))
+        except Exception as exc:
+            return f"TSA chain sha256:{record.chain_sha256} unreadable: {exc}", None
+    for digest, data, what in stored:
         actual = hashlib.sha256(data).hexdigest()
         if actual != digest:
             return f"{what} object sha256:{digest} was altered (its bytes hash to {actual})", None
@@ -613,7 +608,8 @@ def _check_reply(
 
 
 class _Checker:
-    """Checks stored tokens together with the renewals that extend them (each once).
+    """Checks stored tokens together with the renewals that extend them (each once), against
+    the given CRLs and the newest archived CRL of each issuer.
 
     A token's renewals must each cover its reply object's SHA-256 and verify themselves
     (with their own renewals); the earliest one's time is what the token is proven to have
@@ -632,7 +628,7 @@ class _Checker:
         # Parsed once for all tokens: a big CA's CRL is megabytes.
         self.crls: list[x509.CertificateRevocationList] = []
         self.crl_problem: str | None = None
-        for data in crls:
+        for data in [*crls, *archived_crls(objects, session)]:
             try:
                 self.crls += load_crls(data)
             except TimestampError as exc:  # a damaged archived CRL: no token can be cleared
@@ -727,7 +723,7 @@ def check_tokens(
     crls: Sequence[bytes] = (),
 ) -> TokenCheck:
     """Verify the tokens of these snapshots: their own, and their trees' with each proof;
-    with ``crls``, the TSA certificates' revocation status too."""
+    the TSA certificates' revocation status against ``crls`` and the archived CRLs too."""
     result = TokenCheck()
     wanted = list(snapshot_ids)
     with index.session() as session:
@@ -804,7 +800,7 @@ def check_custody_anchors(
             select(TimestampRecord).where(TimestampRecord.subject == SUBJECT_CUSTODY_HEAD)
         )
     )
-    checker: _Checker | None = None
+    checker = _Checker(objects, session, anchors, crls) if anchors is not None else None
     for record in records:
         entry = session.get(CustodyEvent, record.custody_event_id)
         if entry is None:
@@ -820,8 +816,7 @@ def check_custody_anchors(
                 f"{record.gen_time.isoformat()} covers {record.imprint}"
             )
             continue
-        if anchors is not None:
-            checker = checker or _Checker(objects, session, anchors, crls)
+        if checker is not None:
             problem, _, _ = checker.check(record)
             if problem:
                 problems.append(f"custody anchor of entry {entry.id}: {problem}")

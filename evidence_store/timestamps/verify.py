@@ -677,17 +677,17 @@ def _check_revocation(
             when = entry.revocation_date_utc
             reason = _revocation_reason(entry)
             named = f" ({reason.name})" if reason is not None else ""
-            if reason in _COMPROMISE and existed_by is not None and existed_by < when:
+            if reason in _COMPROMISE:
+                if existed_by is None or existed_by >= when:
+                    raise TimestampVerificationError(
+                        f"{what} was revoked at {_utc(when)}{named}: after a key compromise no "
+                        f"token under it can be trusted, whatever its genTime"
+                    )
                 said.append(
                     f"{what}: revoked at {_utc(when)}{named}, but a renewal shows the token "
                     f"existed at {_utc(existed_by)}: stands"
                 )
                 break
-            if reason in _COMPROMISE:
-                raise TimestampVerificationError(
-                    f"{what} was revoked at {_utc(when)}{named}: after a key compromise no "
-                    f"token under it can be trusted, whatever its genTime"
-                )
             if when <= gen_time:
                 raise TimestampVerificationError(
                     f"{what} was revoked at {_utc(when)}{named}, before the token's genTime "

@@ -601,6 +601,13 @@ def _anchors(settings: Settings) -> list[bytes] | None:
 
 
 # -- timestamp -----------------------------------------------------------------------------
+def _require_tsa(config: Any) -> None:
+    if not config.enabled:
+        raise EvidenceError(
+            "no TSA configured: set [timestamps] tsa_urls (EVIDENCE_TIMESTAMPS__TSA_URLS)"
+        )
+
+
 @timestamp_app.command("retry")
 def timestamp_retry(
     list_only: Annotated[
@@ -626,10 +633,7 @@ def timestamp_retry(
                 + (f", in {len(trees)} Merkle tree(s) awaiting a token" if trees else "")
             )
         return
-    if not config.enabled:
-        raise EvidenceError(
-            "no TSA configured: set [timestamps] tsa_urls (EVIDENCE_TIMESTAMPS__TSA_URLS)"
-        )
+    _require_tsa(config)
     with count_progress("timestamping") as progress:
         task = progress.add_task("", total=len(pending))
         run = retry(evidence, config, lambda n: progress.advance(task, n))
@@ -674,10 +678,7 @@ def timestamp_renew(
     settings = state.settings
     evidence = open_evidence(settings)
     config = settings.timestamp_settings()
-    if not config.enabled:
-        raise EvidenceError(
-            "no TSA configured: set [timestamps] tsa_urls (EVIDENCE_TIMESTAMPS__TSA_URLS)"
-        )
+    _require_tsa(config)
     within = None if all_ else timedelta(days=expiring_within)
     with count_progress("renewing timestamps") as progress:
         task = progress.add_task("", total=None)
