@@ -29,8 +29,15 @@ class Run(Base):
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id"), index=True)
     collection_id: Mapped[int | None] = mapped_column(ForeignKey("collections.id"))
     trigger: Mapped[str] = mapped_column(String(20))  # manual, schedule, retry
-    status: Mapped[str] = mapped_column(String(20))  # running, succeeded, failed, partial
+    # running, then succeeded, partial, failed, or interrupted (its process died)
+    status: Mapped[str] = mapped_column(String(20), index=True)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
     note: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str | None] = mapped_column(String(50))  # capture, ingest, crawl
+    # The process that ran it: a run left `running` whose process is gone was interrupted.
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None]
+    process_started: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
