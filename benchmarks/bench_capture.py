@@ -165,7 +165,11 @@ def child(
         settings = capture_settings(
             LOG_INSTALL_ROOT_HANDLER=False,
             ITEM_PIPELINES={},
-            DOWNLOADER_MIDDLEWARES={"crawlers.middlewares.ExchangeRecorder": None},
+            DOWNLOADER_MIDDLEWARES={
+                "crawlers.middlewares.ExchangeRecorder": None,
+                "crawlers.middlewares.UrlPolicy": None,
+            },
+            EVIDENCE_ALLOW_PRIVATE=True,  # the benchmark server is on 127.0.0.1
         )
         process = CrawlerProcess(settings)
         crawler = process.create_crawler(PagesSpider)
@@ -191,6 +195,7 @@ def child(
             mode="browser" if kind == "browser" else "http",
             on_outcome=lambda _: finished.append(time.perf_counter()),
             EVIDENCE_COLLECTION="bench",
+            EVIDENCE_ALLOW_PRIVATE=True,  # the benchmark and fixture servers are on 127.0.0.1
             **extra,
         )
         evidence.index.dispose()

@@ -37,16 +37,18 @@ context at a time; cookies are cleared before each page and the storage of the o
 visited after it, so that no capture carries state from another one. Each page gets a new
 tab, closed after the capture; ``BROWSER_REUSE_PAGES`` keeps the tab instead (left on
 ``about:blank``), which saves Chromium a renderer process per page.
+
+This module drives the capture (handler, settings, context pool, rendering, outcome); what a
+tab does while it is captured is recorded by ``crawlers.recorder.PageRecorder``, which also
+applies the address policy (``crawlers.urls``) to every request Chromium makes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import ipaddress
-import itertools
 import logging
 import re
 import shutil
@@ -61,10 +63,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.async_api import CDPSession, ConsoleMessage, Dialog, Page
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Request as BrowserRequest
-from playwright.async_api import Response as BrowserResponse
+from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from scrapy import Request
 from scrapy.crawler import Crawler
@@ -74,17 +74,25 @@ from scrapy_playwright.handler import ScrapyPlaywrightDownloadHandler
 from twisted.python.failure import Failure
 
 from crawlers.detect import looks_like_login_wall
-from crawlers.exchanges import Exchange, reason_phrase
+from crawlers.exchanges import Exchange
 from crawlers.items import PageCapture, Resource
+from crawlers.recorder import (
+    OPTIONS_META,
+    RECORDER,
+    PageRecorder,
+    SeenRequest,
+    archived_response_headers,
+    ms,
+    start_recording,
+)
 from crawlers.redaction import Redactor
+from crawlers.urls import AddressPolicy
 from schemas import format_rfc3339, utc_now
 
 log = logging.getLogger(__name__)
 
 PLAYWRIGHT_HANDLER = "crawlers.browser.SharedPlaywrightHandler"
-RECORDER = "evidence_browser_recorder"  # request.meta: the PageRecorder of this page
 CONTEXT_META = "playwright_context"
-ARCHIVED_SCHEMES = ("http", "https")  # chrome://, data:, blob: ... are not network traffic
 BODY_NOTE = (
     "Response bodies were recorded by Chromium after decoding: Content-Encoding (gzip, br) "
     "is removed. The original Content-Encoding and Content-Length headers are kept as "
@@ -256,6 +264,7 @@ class BrowserOptions:
     reuse_pages: bool = False
     redact_query_params: tuple[str, ...] = ()
     redact_headers: tuple[str, ...] = ()
+    policy: AddressPolicy = field(default_factory=AddressPolicy)
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> BrowserOptions:
@@ -282,6 +291,7 @@ class BrowserOptions:
             reuse_pages=settings.getbool("BROWSER_REUSE_PAGES", False),
             redact_query_params=tuple(settings.getlist("REDACT_QUERY_PARAMS")),
             redact_headers=tuple(settings.getlist("REDACT_HEADERS")),
+            policy=AddressPolicy.from_settings(settings),
         )
 
 
@@ -334,429 +344,6 @@ class ContextPool:
         else:
             self.tab_uses[name] = self.tab_uses[name] + 1 if self._tabs.get(name) is page else 1
             self._tabs[name] = page
-
-
-# -- network, console and interaction recording ---------------------------------------------
-@dataclass
-class _Seen:
-    """One request as the page's listeners saw it."""
-
-    seq: int
-    request: BrowserRequest
-    sent_at: datetime
-    finished_at: datetime | None = None
-    exchange: Exchange | None = None
-    failure: str | None = None
-    raw_headers: list[tuple[str, str]] = field(default_factory=list)  # response, as received
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
-
-
-def _header_pairs(entries: list[dict[str, str]]) -> list[tuple[str, str]]:
-    return [(e["name"], e["value"]) for e in entries]
-
-
-def archived_response_headers(
-    headers: list[tuple[str, str]], body_length: int, *, body_expected: bool
-) -> list[tuple[str, str]]:
-    """Response headers made consistent with a decoded (or cut, or missing) body.
-
-    ``Content-Encoding`` no longer applies to a decoded body and is kept as
-    ``X-Archive-Orig-Content-Encoding``; a ``Content-Length`` that differs from the stored
-    body is kept as ``X-Archive-Orig-Content-Length`` and the stored length is appended.
-    Responses that have no body by definition (HEAD, 204, 304) keep their Content-Length.
-    """
-    out: list[tuple[str, str]] = []
-    declared: str | None = None
-    for name, value in headers:
-        lname = name.lower()
-        if lname == "content-encoding":
-            out.append(("X-Archive-Orig-Content-Encoding", value))
-        elif lname == "content-length" and body_expected:
-            declared = value
-            if value.strip() == str(body_length):
-                out.append((name, value))
-            else:
-                out.append(("X-Archive-Orig-Content-Length", value))
-        else:
-            out.append((name, value))
-    stale = declared is not None and declared.strip() != str(body_length)
-    if body_expected and (stale or (declared is None and body_length)):
-        out.append(("Content-Length", str(body_length)))
-    return out
-
-
-class PageRecorder:
-    """Listens to one page from before its navigation: requests, bodies, console, timing.
-
-    Attached by ``start_recording`` (scrapy-playwright's page init callback). Bodies are read
-    as soon as a request finishes, while Chromium still holds them, within the page's byte
-    budget.
-    """
-
-    def __init__(self, page: Page, options: BrowserOptions) -> None:
-        self.page = page
-        self.options = options
-        self.started_at = utc_now()
-        self.t0 = time.monotonic()
-        self.interactions: list[dict[str, Any]] = []
-        self.console: list[dict[str, Any]] = []
-        self.console_dropped = 0
-        self.failed: list[dict[str, Any]] = []
-        self.websockets: list[str] = []
-        self.truncated: list[dict[str, Any]] = []
-        self.kept_bytes = 0
-        self.errors: list[str] = []
-        self._seq = itertools.count()
-        self._seen: dict[BrowserRequest, _Seen] = {}
-        self._in_flight: set[BrowserRequest] = set()
-        self._last_activity = time.monotonic()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._budget = asyncio.Lock()
-        self.devtools: CDPSession | None = None
-        # document bodies as they came from the network, before Chromium handed them to a
-        # viewer (the network log of a PDF shows the viewer's stand-in page instead)
-        self._documents: dict[str, list[bytes]] = {}
-        self._listeners: list[tuple[str, Any]] = [
-            ("request", self._on_request),
-            ("requestfinished", self._on_finished),
-            ("requestfailed", self._on_failed),
-            ("console", self._on_console),
-            ("pageerror", self._on_page_error),
-            ("websocket", lambda ws: self.websockets.append(ws.url)),
-            ("popup", lambda popup: self.note("popup-opened", url=popup.url)),
-            ("dialog", lambda dialog: self._spawn(self._dismiss(dialog))),
-        ]
-        for event, listener in self._listeners:
-            page.on(event, listener)
-
-    async def open_devtools(self) -> None:
-        """A DevTools session on the page: document bodies as received, storage clearing.
-
-        Documents (pages and frames) are held at the response stage just long enough to copy
-        their body when its declared length fits the limits; everything else is untouched.
-        """
-        session = await self.page.context.new_cdp_session(self.page)
-        self.devtools = session
-        session.on("Fetch.requestPaused", lambda event: self._spawn(self._document(event)))
-        await session.send(
-            "Fetch.enable",
-            {
-                "patterns": [
-                    {"urlPattern": "*", "resourceType": "Document", "requestStage": "Response"}
-                ]
-            },
-        )
-
-    async def detach(self) -> None:
-        """Stop listening to the page (it is kept for the next capture)."""
-        for event, listener in self._listeners:
-            with contextlib.suppress(KeyError, ValueError):
-                self.page.remove_listener(event, listener)
-        if self.devtools is not None:
-            with contextlib.suppress(PlaywrightError):
-                await self.devtools.detach()
-            self.devtools = None
-
-    async def _document(self, event: dict[str, Any]) -> None:
-        assert self.devtools is not None
-        try:
-            status = event.get("responseStatusCode")
-            headers = {h["name"].lower(): h["value"] for h in event.get("responseHeaders") or []}
-            declared = headers.get("content-length", "")
-            limit = min(self.options.max_response_bytes, self.options.max_page_bytes)
-            if (
-                status is not None
-                and not 300 <= status < 400
-                and event.get("responseErrorReason") is None
-                and declared.strip().isdigit()
-                and int(declared) <= limit
-            ):
-                got = await self.devtools.send(
-                    "Fetch.getResponseBody", {"requestId": event["requestId"]}
-                )
-                raw = got.get("body", "")
-                body = base64.b64decode(raw) if got.get("base64Encoded") else raw.encode("utf-8")
-                url = event["request"]["url"].split("#", 1)[0]
-                self._documents.setdefault(url, []).append(body)
-        except PlaywrightError as exc:
-            self.errors.append(f"document body of {event['request']['url']}: {exc.message}")
-        finally:
-            with contextlib.suppress(PlaywrightError):
-                await self.devtools.send(
-                    "Fetch.continueResponse", {"requestId": event["requestId"]}
-                )
-
-    # -- timing and the interaction log ----------------------------------------------------
-    def t_ms(self) -> float:
-        """Milliseconds since the recording started."""
-        return _ms(time.monotonic() - self.t0)
-
-    def note(self, action: str, **fields: Any) -> dict[str, Any]:
-        """Append one entry to the interaction log and return it (to add results later)."""
-        entry = {"action": action, "at": format_rfc3339(utc_now()), "t_ms": self.t_ms(), **fields}
-        self.interactions.append(entry)
-        return entry
-
-    # -- listeners -------------------------------------------------------------------------
-    def _on_request(self, request: BrowserRequest) -> None:
-        self._in_flight.add(request)
-        self._last_activity = time.monotonic()
-        if urlsplit(request.url).scheme in ARCHIVED_SCHEMES:
-            self._seen[request] = _Seen(next(self._seq), request, utc_now())
-
-    def _done(self, request: BrowserRequest) -> _Seen | None:
-        self._in_flight.discard(request)
-        self._last_activity = time.monotonic()
-        seen = self._seen.get(request)
-        if seen is not None:
-            seen.finished_at = utc_now()
-        return seen
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _on_finished(self, request: BrowserRequest) -> None:
-        seen = self._done(request)
-        if seen is not None:
-            self._spawn(self._collect(seen))
-
-    def _on_failed(self, request: BrowserRequest) -> None:
-        seen = self._done(request)
-        if seen is None:
-            return
-        seen.failure = request.failure or "failed"
-        self.failed.append(
-            {
-                "url": request.url,
-                "method": request.method,
-                "resource_type": request.resource_type,
-                "error": seen.failure,
-            }
-        )
-        # A request can fail after its response headers arrived (aborted body, download):
-        # the headers are still evidence.
-        self._spawn(self._collect(seen))
-
-    async def _dismiss(self, dialog: Dialog) -> None:
-        # a dialog blocks the page until answered; it is dismissed, as a visitor leaving it
-        # unanswered would, and recorded
-        self.note("dialog-dismissed", type=dialog.type, message=dialog.message[:2000])
-        with contextlib.suppress(PlaywrightError):
-            await dialog.dismiss()
-
-    def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type not in ("error", "warning", "assert"):
-            return
-        location = message.location or {}
-        self._add_console(
-            {
-                "type": message.type,
-                "text": message.text[:2000],
-                "url": location.get("url") or None,
-                "line": location.get("lineNumber"),
-            }
-        )
-
-    def _on_page_error(self, error: Any) -> None:
-        self._add_console({"type": "pageerror", "text": str(error)[:2000]})
-
-    def _add_console(self, entry: dict[str, Any]) -> None:
-        if len(self.console) >= self.options.max_console:
-            self.console_dropped += 1
-            return
-        entry["t_ms"] = self.t_ms()
-        self.console.append(entry)
-
-    # -- bodies ----------------------------------------------------------------------------
-    async def _collect(self, seen: _Seen) -> None:
-        request = seen.request
-        try:
-            response = await request.response()
-            if response is None:
-                return
-            request_headers = _header_pairs(await request.headers_array())
-            response_headers = _header_pairs(await response.headers_array())
-            seen.raw_headers = response_headers
-            address = await response.server_addr()
-            body_expected = not (
-                request.method == "HEAD"
-                or response.status in (204, 304)
-                or 100 <= response.status < 200
-            )
-            body, notes = await self._body(seen, response, body_expected)
-        except PlaywrightError as exc:  # the page went away while reading
-            self.errors.append(f"{request.url}: {exc.message}")
-            return
-        if not any(name.lower() == "host" for name, _ in request_headers):
-            # Chromium reports provisional headers (without Host) for some requests
-            request_headers.insert(0, ("Host", urlsplit(request.url).netloc))
-        notes["resource_type"] = request.resource_type
-        if seen.failure:
-            notes["failure"] = seen.failure
-        ip = address["ipAddress"].strip("[]") if address else None
-        seen.exchange = Exchange(
-            method=request.method,
-            url=request.url,
-            request_headers=request_headers,
-            request_body=request.post_data_buffer or b"",
-            sent_at=seen.sent_at,
-            status=response.status,
-            reason=response.status_text or reason_phrase(response.status),
-            response_headers=archived_response_headers(
-                response_headers, len(body), body_expected=body_expected
-            ),
-            body=body,
-            received_at=seen.finished_at or utc_now(),
-            ip=ip,
-            notes=notes,
-        )
-
-    async def _body(
-        self, seen: _Seen, response: BrowserResponse, body_expected: bool
-    ) -> tuple[bytes, dict[str, Any]]:
-        request = seen.request
-        if not body_expected:
-            return b"", {}
-        if request.redirected_to is not None:
-            # WARC-Truncated "unspecified": the record holds the response without its body.
-            return b"", {
-                "body": "not available: Chromium keeps no body of a redirect",
-                "truncated": "unspecified",
-            }
-        stored = None
-        if request.resource_type == "document":
-            stored = self._documents.get(request.url.split("#", 1)[0])
-        if seen.failure and not stored:  # a download is a "failed" navigation, yet complete
-            return b"", {"body": f"not available: {seen.failure}", "truncated": "disconnect"}
-        async with self._budget:  # one body at a time, so that the budget holds exactly
-            limit = min(
-                self.options.max_response_bytes, self.options.max_page_bytes - self.kept_bytes
-            )
-            if stored:
-                body, note = stored.pop(0), "decoded, copied when the response arrived"
-            else:
-                try:
-                    transferred = (await request.sizes())["responseBodySize"]
-                except (PlaywrightError, KeyError):
-                    transferred = 0
-                if limit <= 0 or transferred > limit:
-                    self.truncated.append(
-                        {"url": request.url, "transferred_bytes": transferred, "kept_bytes": 0}
-                    )
-                    return b"", {"truncated": "length", "body": "not kept: over the byte limit"}
-                try:
-                    body, note = await response.body(), "decoded"
-                except PlaywrightError as exc:
-                    unavailable = f"not available: {exc.message}"
-                    return b"", {"body": unavailable, "truncated": "unspecified"}
-            if len(body) > max(0, limit):
-                self.truncated.append(
-                    {"url": request.url, "decoded_bytes": len(body), "kept_bytes": max(0, limit)}
-                )
-                body = body[: max(0, limit)]
-                self.kept_bytes += len(body)
-                return body, {"truncated": "length", "body": f"{note}, cut at the byte limit"}
-            self.kept_bytes += len(body)
-            return body, {"body": note}
-
-    # -- waiting ---------------------------------------------------------------------------
-    @property
-    def in_flight(self) -> int:
-        """Requests started and not yet finished or failed."""
-        return len(self._in_flight)
-
-    async def wait_for_idle(
-        self, quiet_ms: float, cap_seconds: float, *, since: float | None = None
-    ) -> tuple[float, bool]:
-        """Wait until no request has been in flight for ``quiet_ms``, at most ``cap_seconds``.
-
-        ``since`` (a ``time.monotonic()`` value) counts as network activity: after an action,
-        the requests it causes reach the listeners a little later, so the quiet time starts
-        with the action. Returns (seconds waited, whether the cap was hit).
-        """
-        start = time.monotonic()
-        deadline = start + max(0.0, cap_seconds)
-        quiet = quiet_ms / 1000
-        while True:
-            now = time.monotonic()
-            last = max(self._last_activity, since or 0.0)
-            if not self._in_flight and now - last >= quiet:
-                return now - start, False
-            if now >= deadline:
-                return now - start, True
-            await asyncio.sleep(min(0.025, max(0.001, deadline - now)))
-
-    async def wait_step(self, what: str, quiet_ms: float, cap_seconds: float) -> dict[str, Any]:
-        """``wait_for_idle``, logged as an interaction."""
-        entry = self.note("wait", **{"for": what, "quiet_ms": quiet_ms, "cap_ms": _ms(cap_seconds)})
-        waited, timed_out = await self.wait_for_idle(quiet_ms, cap_seconds)
-        entry.update(duration_ms=_ms(waited), timed_out=timed_out, in_flight=self.in_flight)
-        return entry
-
-    async def settle(self, cap_seconds: float) -> None:
-        """Wait for the bodies being read (at most ``cap_seconds``)."""
-        pending = list(self._tasks)
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=max(0.1, cap_seconds))
-            for task in late:
-                task.cancel()
-            if late:
-                self.errors.append(f"{len(late)} response bodies still being read were dropped")
-
-    # -- results ---------------------------------------------------------------------------
-    def exchanges(self) -> list[Exchange]:
-        """Every finished exchange, in the order the requests were made."""
-        seen = sorted(self._seen.values(), key=lambda s: s.seq)
-        return [s.exchange for s in seen if s.exchange is not None]
-
-    def urls(self) -> list[str]:
-        """Every HTTP(S) URL the page requested."""
-        return [s.request.url for s in self._seen.values()]
-
-    def unfinished(self) -> list[dict[str, str]]:
-        """Requests still in flight (never answered while the page was captured)."""
-        return [
-            {"url": r.url, "method": r.method, "resource_type": r.resource_type}
-            for r in self._in_flight
-            if urlsplit(r.url).scheme in ARCHIVED_SCHEMES
-        ]
-
-    def main_chain(self) -> list[_Seen]:
-        """The main document's requests: the first top-level navigation and its redirects."""
-        main_frame = self.page.main_frame
-        for seen in sorted(self._seen.values(), key=lambda s: s.seq):
-            request = seen.request
-            with contextlib.suppress(PlaywrightError):
-                if request.is_navigation_request() and request.frame == main_frame:
-                    chain = [seen]
-                    while request.redirected_to is not None:
-                        request = request.redirected_to
-                        nxt = self._seen.get(request)
-                        if nxt is None:
-                            break
-                        chain.append(nxt)
-                    return chain
-        return []
-
-
-async def start_recording(page: Page, request: Request) -> None:
-    """scrapy-playwright's page init callback: listeners on before the navigation starts.
-
-    Also clears the reused context's cookies, so that the page starts without state.
-    """
-    options: BrowserOptions = request.meta["evidence_browser_options"]
-    recorder = PageRecorder(page, options)
-    request.meta[RECORDER] = recorder
-    await page.context.clear_cookies()
-    try:
-        await recorder.open_devtools()
-    except PlaywrightError as exc:  # not Chromium: bodies come from the network log only
-        recorder.errors.append(f"no DevTools session: {exc.message}")
 
 
 # -- TLS -------------------------------------------------------------------------------------
@@ -867,6 +454,8 @@ _NET_ERRORS = (
     ("ERR_SOCKET_NOT_CONNECTED", "connection-error"),
     ("ERR_INVALID_HTTP_RESPONSE", "connection-error"),
     ("ERR_FILE_TOO_BIG", "too-large"),
+    # Chromium's own refusal of a redirect to file:, data: and the like
+    ("ERR_UNSAFE_REDIRECT", "unsupported-scheme"),
 )
 
 
@@ -932,7 +521,7 @@ class BrowserCapture:
                 "wait_until": "domcontentloaded",
                 "timeout": self.options.navigation_timeout * 1000,
             },
-            "evidence_browser_options": self.options,
+            OPTIONS_META: self.options,
         }
         tab = self.contexts.tab(context) if self.options.reuse_pages else None
         if tab is not None:
@@ -995,7 +584,7 @@ class BrowserCapture:
             "navigate",
             url=requested_url,
             wait_until="domcontentloaded",
-            duration_ms=_ms(response.meta.get("download_latency", 0.0)),
+            duration_ms=ms(response.meta.get("download_latency", 0.0)),
             status=response.status,
         )
         download = response.meta.get("playwright_suggested_filename")
@@ -1011,13 +600,27 @@ class BrowserCapture:
         t = time.monotonic()
         await recorder.settle(options.idle_timeout)
         await self._protocols(page, recorder)
-        result.timings["bodies_ms"] = _ms(time.monotonic() - t)
+        result.timings["bodies_ms"] = ms(time.monotonic() - t)
         final_url = page.url if download is None else response.url
         security = await self._security(recorder)  # asks the page: before it is closed
         result.details["tab"] = self._tab_note(page, context)
         await self._close(page, recorder, context)
         if download is not None:
             self._attach_download(recorder, response)
+        if recorder.refused_main is not None:
+            # The page was answered from a refused address (checked before it left, so the
+            # name changed its answer: DNS rebinding): nothing rendered from it is kept.
+            outcome, message = recorder.refused_main
+            return PageCapture(
+                requested_url=requested_url,
+                mode="browser",
+                outcome=outcome,
+                started_at=recorder.started_at,
+                finished_at=utc_now(),
+                exchanges=recorder.exchanges(),
+                error=message,
+                details={"refused_requests": recorder.refused},
+            )
         dom = next((r.data for r in result.resources if r.role == "dom"), None)
         outcome = "archived"
         main = self._main_exchange(recorder)
@@ -1047,16 +650,16 @@ class BrowserCapture:
     ) -> None:
         options = self.options
         t = time.monotonic()
-        entry = recorder.note("wait", **{"for": "load", "cap_ms": _ms(options.load_timeout)})
+        entry = recorder.note("wait", **{"for": "load", "cap_ms": ms(options.load_timeout)})
         try:
             await page.wait_for_load_state("load", timeout=options.load_timeout * 1000)
             entry["timed_out"] = False
         except PlaywrightTimeoutError:
             entry["timed_out"] = True
-        entry["duration_ms"] = _ms(time.monotonic() - t)
+        entry["duration_ms"] = ms(time.monotonic() - t)
         await recorder.wait_step("network-idle", options.idle_ms, options.idle_timeout)
         await self._settle(page, recorder)
-        result.timings["load_and_idle_ms"] = _ms(time.monotonic() - t)
+        result.timings["load_and_idle_ms"] = ms(time.monotonic() - t)
 
         # A PDF is shown by Chromium's viewer: its DOM is the viewer's stand-in page and a
         # print would print the viewer. The file itself is the main response's body.
@@ -1068,7 +671,7 @@ class BrowserCapture:
             )
         t = time.monotonic()
         height = await self._scroll(page, recorder) if not viewer else options.screenshot_max_px
-        result.timings["scroll_ms"] = _ms(time.monotonic() - t)
+        result.timings["scroll_ms"] = ms(time.monotonic() - t)
 
         # Secrets the capture has seen (cookies, tokens in URLs and headers), to keep them out
         # of the DOM, and out of screenshots and PDFs, which cannot be scrubbed.
@@ -1092,8 +695,8 @@ class BrowserCapture:
         html = await page.content()
         await self._teach(redactor, page, recorder)
         dom, names = redactor.redact_text(html.encode("utf-8"))
-        entry.update(duration_ms=_ms(time.monotonic() - t), bytes=len(dom))
-        result.timings["dom_ms"] = _ms(time.monotonic() - t)
+        entry.update(duration_ms=ms(time.monotonic() - t), bytes=len(dom))
+        result.timings["dom_ms"] = ms(time.monotonic() - t)
         if names:
             result.details["dom_redacted"] = names
         result.resources.append(
@@ -1106,7 +709,7 @@ class BrowserCapture:
         entry = recorder.note("wait", **{"for": "settle", "pause_ms": self.options.settle_ms})
         await asyncio.sleep(self.options.settle_ms / 1000)
         await self._scroll_state(page, None, self.options.render_timeout)
-        entry["duration_ms"] = _ms(time.monotonic() - t)
+        entry["duration_ms"] = ms(time.monotonic() - t)
 
     async def _scroll(self, page: Page, recorder: PageRecorder) -> int:
         """Scroll down a viewport at a time until the bottom or a cap; back to the top.
@@ -1138,7 +741,7 @@ class BrowserCapture:
             entry.update(
                 to_y=new["y"],
                 page_height=new["height"],
-                wait_ms=_ms(waited),
+                wait_ms=ms(waited),
                 wait_timed_out=timed_out,
             )
             if new["y"] <= state["y"]:
@@ -1151,7 +754,7 @@ class BrowserCapture:
             reason=reason,
             scrolled_px=scrolled,
             page_height=state["height"],
-            duration_ms=_ms(time.monotonic() - start),
+            duration_ms=ms(time.monotonic() - start),
             max_px=options.scroll_max_px,
             max_seconds=options.scroll_max_seconds,
         )
@@ -1194,7 +797,7 @@ class BrowserCapture:
             recorder.errors.append(f"screenshot: {entry['error']}")
             return
         width, png_height = png_size(png)
-        entry.update(duration_ms=_ms(time.monotonic() - t), width=width, height=png_height)
+        entry.update(duration_ms=ms(time.monotonic() - t), width=width, height=png_height)
         result.timings["screenshot_ms"] = entry["duration_ms"]
         result.resources.append(Resource("screenshot", "screenshot.png", "image/png", png))
 
@@ -1212,7 +815,7 @@ class BrowserCapture:
             entry["error"] = message.splitlines()[0]
             recorder.errors.append(f"pdf: {entry['error']}")
             return
-        entry.update(duration_ms=_ms(time.monotonic() - t), bytes=len(pdf))
+        entry.update(duration_ms=ms(time.monotonic() - t), bytes=len(pdf))
         result.timings["pdf_ms"] = entry["duration_ms"]
         # Link targets are written into the PDF as plain text: a secret in a link would be.
         _, names = redactor.redact_text(pdf)
@@ -1316,7 +919,7 @@ class BrowserCapture:
         return "a new tab, kept for the next capture"
 
     @staticmethod
-    def _chain_details(chain: list[_Seen]) -> list[dict[str, Any]]:
+    def _chain_details(chain: list[SeenRequest]) -> list[dict[str, Any]]:
         return [
             {
                 "url": s.request.url,
@@ -1368,7 +971,7 @@ class BrowserCapture:
                 },
                 "failed_requests": recorder.failed,
                 "unfinished_requests": recorder.unfinished(),
-                "timings_ms": {**result.timings, "total_ms": recorder.t_ms()},
+                "timings_ms": {**result.timings, "total_ms": recorder.tms()},
             }
         )
         if recorder.console_dropped:
@@ -1377,6 +980,8 @@ class BrowserCapture:
             details["websockets"] = recorder.websockets
         if recorder.errors:
             details["errors"] = recorder.errors
+        if recorder.refused:
+            details["refused_requests"] = recorder.refused
         return details
 
     @staticmethod
@@ -1459,8 +1064,10 @@ class BrowserCapture:
         details: dict[str, Any] = {}
         status = final_url = None
         if recorder is not None:
-            recorder.note("navigate", url=requested_url, error=message)
             await recorder.settle(5)
+            if recorder.refused_main is not None:  # the address policy stopped the page
+                outcome, message = recorder.refused_main
+            recorder.note("navigate", url=requested_url, error=message)
             exchanges = recorder.exchanges()
             chain = recorder.main_chain()
             if chain and chain[-1].exchange is not None:
@@ -1477,6 +1084,8 @@ class BrowserCapture:
             }
             if chain and chain[-1].exchange is not None:
                 details["server_ip"] = chain[-1].exchange.ip
+            if recorder.refused:
+                details["refused_requests"] = recorder.refused
         if page is not None:
             await self._close(page, recorder, request.meta.get(CONTEXT_META))
         return PageCapture(

@@ -1,4 +1,4 @@
-"""Downloader middleware that records every exchange as it was transferred."""
+"""Downloader middlewares: the URL policy, and the recorder of every exchange as transferred."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from urllib.parse import urlsplit
 
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
 
 from crawlers.exchanges import Exchange, reason_phrase
+from crawlers.urls import AddressPolicy, UrlRefused, check_url
 from schemas import utc_now
 
 EXCHANGES = "evidence_exchanges"  # request.meta key: shared by a request and its redirects
@@ -22,6 +24,41 @@ def _header_list(headers: Any) -> list[tuple[str, str]]:
         for name, values in headers.items()
         for value in values
     ]
+
+
+class RequestRefused(IgnoreRequest):
+    """A request the URL policy refused; ``refusal`` says why (outcome, message)."""
+
+    def __init__(self, refusal: UrlRefused) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+class UrlPolicy:
+    """Refuses every request, first or redirect hop, whose URL a capture must not fetch.
+
+    First in the chain (priority 50), so a refused URL causes no request at all, not even
+    for its robots.txt. Redirects come back through here as new requests, so a public page
+    that redirects to ``http://169.254.169.254/`` is refused at that hop. Host names are
+    checked after resolution by ``crawlers.resolver.PolicyResolver``; IP literals here.
+    """
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self.policy = policy
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> UrlPolicy:
+        """The policy of the crawler's settings."""
+        return cls(AddressPolicy.from_settings(crawler.settings))
+
+    def process_request(self, request: Request, spider: Spider | None = None) -> None:
+        """Raise ``RequestRefused`` for a URL outside the policy."""
+        try:
+            check_url(request.url, policy=self.policy)
+        except UrlRefused as refusal:
+            if request.meta.get("redirect_urls"):
+                refusal.message = f"redirect to {refusal.url} refused: {refusal.message}"
+            raise RequestRefused(refusal) from None
 
 
 class ExchangeRecorder:

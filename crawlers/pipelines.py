@@ -152,6 +152,7 @@ class ArchivePipeline:
                 outcome.error = f"archive failed: {type(exc).__name__}: {exc}"
             else:
                 outcome.snapshot = archived.id
+                outcome.sequence = archived.sequence
                 outcome.artifacts = list(archived.manifest.artifacts)
                 outcome.url = archived.manifest.source_url or outcome.url
         self.crawler.signals.send_catch_log(capture_finished, outcome=outcome)

@@ -1,10 +1,15 @@
-"""Running a capture from Python (the `evidence capture` command uses this)."""
+"""Running a spider from Python: the jobs layer's `crawl` (and so `evidence capture`) uses this.
+
+Twisted's reactor runs once per process: one call per process (the scheduler runs each run in
+a subprocess of its own).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from scrapy import Spider
 from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 
@@ -32,6 +37,39 @@ def capture_settings(mode: str = "http", **overrides: Any) -> Settings:
     return settings
 
 
+def run_spider(
+    evidence: EvidenceStore,
+    spider: type[Spider],
+    arguments: dict[str, Any],
+    *,
+    browser: bool = False,
+    on_outcome: Callable[[CaptureOutcome], None] | None = None,
+    **settings: Any,
+) -> list[CaptureOutcome]:
+    """Run ``spider`` with ``arguments`` and the archive pipeline; one outcome per item
+    (and per robots.txt fetched), in the order they ended."""
+    outcomes: list[CaptureOutcome] = []
+
+    def collect(outcome: CaptureOutcome, **_: Any) -> None:
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    process = CrawlerProcess(
+        capture_settings(
+            mode="browser" if browser else "http", LOG_INSTALL_ROOT_HANDLER=False, **settings
+        )
+    )
+    crawler = process.create_crawler(spider)
+    # Settings are deep-copied and must stay picklable; the store (locks, connections) is
+    # handed to the pipeline on the crawler instead.
+    crawler.evidence_store = evidence  # type: ignore[attr-defined]
+    crawler.signals.connect(collect, signal=capture_finished)
+    process.crawl(crawler, **arguments)
+    process.start()
+    return outcomes
+
+
 def capture_pages(
     evidence: EvidenceStore,
     urls: list[str],
@@ -42,21 +80,11 @@ def capture_pages(
     **settings: Any,
 ) -> list[CaptureOutcome]:
     """Capture each URL as one snapshot; returns one outcome per URL (plus robots.txt)."""
-    outcomes: list[CaptureOutcome] = []
-
-    def collect(outcome: CaptureOutcome, **_: Any) -> None:
-        outcomes.append(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
-
-    process = CrawlerProcess(
-        capture_settings(mode=mode, LOG_INSTALL_ROOT_HANDLER=False, **settings)
+    return run_spider(
+        evidence,
+        PagesSpider,
+        {"urls": urls, "mode": mode, "obey_robots": obey_robots},
+        browser=mode == "browser",
+        on_outcome=on_outcome,
+        **settings,
     )
-    crawler = process.create_crawler(PagesSpider)
-    # Settings are deep-copied and must stay picklable; the store (locks, connections) is
-    # handed to the pipeline on the crawler instead.
-    crawler.evidence_store = evidence  # type: ignore[attr-defined]
-    crawler.signals.connect(collect, signal=capture_finished)
-    process.crawl(crawler, urls=urls, mode=mode, obey_robots=obey_robots)
-    process.start()
-    return outcomes

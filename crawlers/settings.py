@@ -37,8 +37,23 @@ CONCURRENT_ITEMS = 1
 COOKIES_ENABLED = True
 LOG_LEVEL = "WARNING"
 
-DOWNLOADER_MIDDLEWARES = {"crawlers.middlewares.ExchangeRecorder": 950}
+# The URL policy runs first (before robots.txt is fetched for a URL it refuses) and again for
+# every redirect hop; the exchange recorder sits closest to the network.
+DOWNLOADER_MIDDLEWARES = {
+    "crawlers.middlewares.UrlPolicy": 50,
+    "crawlers.middlewares.ExchangeRecorder": 950,
+}
 ITEM_PIPELINES = {"crawlers.pipelines.ArchivePipeline": 300}
+
+# Only public addresses are fetched unless a run allows private ones (`evidence capture
+# --allow-private`, the `allow_private` setting): loopback, link-local (cloud metadata),
+# private, CGNAT, multicast and reserved addresses are refused as `private-address`
+# (crawlers/urls.py). The networks listed in EVIDENCE_ALLOW_PRIVATE_NETWORKS (CIDR strings)
+# are allowed even so, e.g. one intranet server. Names are checked after resolution, by the
+# resolver the connection uses (crawlers/resolver.py), so DNS rebinding cannot get past it.
+EVIDENCE_ALLOW_PRIVATE = False
+EVIDENCE_ALLOW_PRIVATE_NETWORKS: list[str] = []
+TWISTED_DNS_RESOLVER = "crawlers.resolver.PolicyResolver"
 
 # Query parameters and headers whose values never reach the archive, on top of the built-in
 # list (see crawlers/redaction.py).

@@ -17,16 +17,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from evidence_store import custody
-from evidence_store.errors import EvidenceError, IntegrityError, SigningKeyError
+from evidence_store.errors import (
+    EvidenceError,
+    InputError,
+    IntegrityError,
+    SigningKeyError,
+    SourceChangedError,
+)
 from evidence_store.index import Index
 from evidence_store.index.models import Artifact, Collection, Run, SigningKey, Snapshot, Source
 from evidence_store.manifest import manifest_bytes, software_versions
 from evidence_store.objects import ObjectStore, PutResult
-from evidence_store.signing import Signer
+from evidence_store.signing import Signer, endorsed_history, unendorsed_key_message
 from schemas import ArtifactEntry, Capture, CaptureArtifact, Manifest, utc_now
 
 SIGNATURE_MEDIA_TYPE = "application/vnd.dsa-evidence.ed25519-signature"
@@ -78,10 +84,16 @@ def _store_artifact(objects: ObjectStore, artifact: CaptureArtifact) -> Artifact
             with open(artifact.path, "rb") as stream:
                 result = put_verified(objects, stream, artifact.media_type)
         except OSError as exc:
-            raise EvidenceError(f"cannot read {artifact.path}: {exc.strerror}") from None
+            raise InputError(f"cannot read {artifact.path}: {exc.strerror}") from None
     else:
         assert artifact.data is not None
         result = put_verified(objects, artifact.data, artifact.media_type)
+    if artifact.sha256 is not None and result.sha256 != artifact.sha256:
+        raise SourceChangedError(
+            f"{artifact.path or artifact.name} changed while it was archived (sha256 "
+            f"{artifact.sha256[:16]}… when hashed, {result.sha256[:16]}… when stored); "
+            "nothing of it was committed"
+        )
     return ArtifactEntry(
         role=artifact.role,
         name=artifact.name,
@@ -98,14 +110,14 @@ def _check_inputs(capture: Capture) -> None:
             continue
         path = Path(artifact.path)
         if not path.exists():
-            raise EvidenceError(f"no such file: {path}")
+            raise InputError(f"no such file: {path}")
         if not path.is_file():
-            raise EvidenceError(f"not a regular file: {path}")
+            raise InputError(f"not a regular file: {path}")
         try:
             with open(path, "rb"):
                 pass
         except OSError as exc:
-            raise EvidenceError(f"cannot read {path}: {exc.strerror}") from None
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _collection(session: Session, name: str) -> Collection:
@@ -117,16 +129,33 @@ def _collection(session: Session, name: str) -> Collection:
     return found
 
 
-def _trust_key(session: Session, signer: Signer) -> None:
-    known = session.get(SigningKey, signer.info.fingerprint)
+def _key_refusal(session: Session, signer: Signer) -> tuple[str | None, bool]:
+    """Why ``signer`` may not sign now (None if it may), and whether the index lacks it."""
+    fp = signer.info.fingerprint
+    known = session.get(SigningKey, fp)
     if known is not None and known.retired_at is not None:
-        # Checked under the custody lock that rotation takes too: after a rotation commits,
-        # no manifest signed by the old key gets in (a long-running process must reload).
-        raise SigningKeyError(
-            f"the signing key {signer.info.fingerprint} was retired at "
-            f"{known.retired_at.isoformat()} (rotated): restart to load the current key"
-        )
-    if known is None:
+        return (
+            f"the signing key {fp} was retired at {known.retired_at.isoformat()} (rotated): "
+            "restart to load the current key"
+        ), False
+    history = endorsed_history(session)
+    if fp in history:
+        return None, False
+    if known is None and session.scalar(select(func.count()).select_from(SigningKey)) == 0:
+        return None, True  # the first key of a new index is the genesis of its history
+    # A key file replaced by hand (or a fresh key made after the old one was lost) would
+    # otherwise start a second, unendorsed line that verification could not tell from ours.
+    return unendorsed_key_message(fp, history), False
+
+
+def _trust_key(session: Session, signer: Signer) -> None:
+    # Checked under the custody lock that rotation takes too: after a rotation commits, no
+    # manifest signed by the old key gets in (a long-running process must reload), and of two
+    # machines starting on one new index with different keys only the first becomes genesis.
+    refusal, new = _key_refusal(session, signer)
+    if refusal is not None:
+        raise SigningKeyError(refusal)
+    if new:
         session.add(
             SigningKey(
                 fingerprint=signer.info.fingerprint,
@@ -135,6 +164,18 @@ def _trust_key(session: Session, signer: Signer) -> None:
                 created_at=utc_now(),
             )
         )
+
+
+def check_signer(evidence: EvidenceStore) -> None:
+    """Raise ``SigningKeyError`` if the index would refuse the store's signing key.
+
+    ``archive`` and ``archive_many`` call it before writing anything, so a refused key leaves
+    no orphaned objects; the commit checks again under the lock.
+    """
+    with evidence.index.session() as session:
+        refusal, _ = _key_refusal(session, evidence.signer)
+    if refusal is not None:
+        raise SigningKeyError(refusal)
 
 
 def source_row(session: Session, name: str, *, kind: str, url: str | None = None) -> Source:
@@ -164,6 +205,7 @@ def store_artifacts(objects: ObjectStore, capture: Capture) -> list[ArtifactEntr
 
 def archive(evidence: EvidenceStore, capture: Capture) -> ArchivedSnapshot:
     """Archive one capture as a snapshot; returns only once it is durably committed."""
+    check_signer(evidence)
     entries = store_artifacts(evidence.objects, capture)
     return commit_snapshots(evidence, [(capture, entries)])[0]
 
@@ -178,33 +220,40 @@ def archive_many(
     stored go into one transaction (group commit: one lock, one fsync of the database log), and
     each is still whole or absent after a crash. Chain order is input order. At most
     ``2 * batch`` captures are in flight, which bounds memory. If a capture fails, the error is
-    raised once the captures before it are committed; bytes already stored for later ones stay
-    as orphans for `evidence store sweep`.
+    raised once the captures before it are committed and yielded (the failed capture is the one
+    after the last yielded); bytes already stored for later ones stay as orphans for
+    `evidence store sweep`.
     """
+    check_signer(evidence)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="archive") as pool:
         pending: deque[tuple[Capture, Future[list[ArtifactEntry]]]] = deque()
 
-        def commit_ready(minimum: int) -> list[ArchivedSnapshot]:
+        def commit_ready(minimum: int) -> tuple[list[ArchivedSnapshot], BaseException | None]:
             group: list[tuple[Capture, list[ArtifactEntry]]] = []
             while pending and len(group) < batch and (len(group) < minimum or pending[0][1].done()):
                 capture, stored = pending[0]
                 try:
                     entries = stored.result()
-                except BaseException:
-                    if group:  # commit what precedes the failure, then raise it
-                        commit_snapshots(evidence, group, pool)
-                    raise
+                except BaseException as exc:
+                    # What precedes the failure is committed and handed out before it is raised.
+                    return (commit_snapshots(evidence, group, pool) if group else []), exc
                 pending.popleft()
                 group.append((capture, entries))
-            return commit_snapshots(evidence, group, pool) if group else []
+            return (commit_snapshots(evidence, group, pool) if group else []), None
+
+        def drain(minimum: int) -> Iterator[ArchivedSnapshot]:
+            archived, error = commit_ready(minimum)
+            yield from archived
+            if error is not None:
+                raise error
 
         try:
             for capture in captures:
                 pending.append((capture, pool.submit(store_artifacts, evidence.objects, capture)))
                 if len(pending) >= 2 * batch:
-                    yield from commit_ready(minimum=1)
+                    yield from drain(minimum=1)
             while pending:
-                yield from commit_ready(minimum=len(pending))
+                yield from drain(minimum=len(pending))
         finally:
             for _, stored in pending:
                 stored.cancel()

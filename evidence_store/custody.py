@@ -7,18 +7,23 @@ extend the same head.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, exists, func, insert, or_, select
 from sqlalchemy.orm import Session
 
-from evidence_store.index.models import CustodyEvent
+from evidence_store.index.models import Collection, CustodyEvent, Snapshot
 from evidence_store.manifest import canonical_json
 from schemas import format_rfc3339, utc_now
 
 CUSTODY_LOCK = "custody"
+ARCHIVED = "archived"
+# Findings of one kind listed one by one before the rest is counted: a wholesale removal
+# would otherwise bury the report under thousands of lines saying the same.
+MAX_LISTED = 20
 # Events about a Merkle tree name it in their details (tree id), not in snapshot_id.
 TREE_ACTIONS = ("merkle-tree", "timestamped", "timestamp-failed")
 
@@ -125,14 +130,18 @@ class LogCheck:
     problems: list[str] = field(default_factory=list)
 
 
-def verify_log(session: Session, *, batch: int = 10_000) -> LogCheck:
-    """Walk the whole log in order and check every link and every entry's hash.
+def verify_log(session: Session, *, batch: int = 10_000, index_check: bool = True) -> LogCheck:
+    """Walk the whole log in order and check every link and every entry's hash; with
+    ``index_check``, also that the index holds what the log says was archived
+    (:func:`check_index`).
 
     An edited entry no longer matches its hash; a deleted or moved entry breaks the link of the
     entry after it. Entries cut from the end leave a consistent but shorter chain: that is what
     the timestamps of the head (`evidence custody anchor`) expose.
     """
     check = LogCheck()
+    if index_check:
+        check.problems += check_index(session)
     previous: str | None = None
     last_id = 0
     while True:
@@ -193,3 +202,162 @@ def events_of(
             ),
         )
     return list(session.scalars(select(CustodyEvent).where(about).order_by(CustodyEvent.id)))
+
+
+def _listed(problems: list[str], what: str) -> list[str]:
+    if len(problems) <= MAX_LISTED:
+        return problems
+    return [*problems[:MAX_LISTED], f"... and {len(problems) - MAX_LISTED} more {what}"]
+
+
+def check_index(session: Session) -> list[str]:
+    """Cross-check the index against the ``archived`` entries of the custody log.
+
+    Every archived entry's snapshot must be in the index and every snapshot must have its
+    entry; each collection must be in the index with as many links as the log archived
+    snapshots into it, and with the last of them as its head. Removing the last snapshots of a
+    chain (moving its head back), a whole collection, or the whole log leaves both the chains
+    and the log consistent on their own; only the two together show it. Old logs need nothing
+    new: archived entries have always named their snapshot and collection, and chain order is
+    log order, since both are written in the same transaction under the collection's lock.
+    """
+    problems: list[str] = []
+    archived = and_(CustodyEvent.action == ARCHIVED, CustodyEvent.snapshot_id.is_not(None))
+    entries = session.scalar(select(func.count()).select_from(CustodyEvent)) or 0
+    snapshots = session.scalar(select(func.count()).select_from(Snapshot)) or 0
+    if entries == 0:
+        if snapshots:
+            problems.append(
+                f"the custody log is empty, but the index holds {snapshots} snapshot(s): the "
+                "log was removed"
+            )
+        return problems
+    gone = [
+        f"custody entry {entry_id} records snapshot {sid} as archived, but it is not in the "
+        "index: it was removed"
+        for entry_id, sid in session.execute(
+            select(CustodyEvent.id, CustodyEvent.snapshot_id)
+            .where(archived)
+            .where(~exists().where(Snapshot.id == CustodyEvent.snapshot_id))
+            .order_by(CustodyEvent.id)
+        )
+    ]
+    problems += _listed(gone, "archived snapshots missing from the index")
+    unlogged = [
+        f"snapshot {sid} has no archived entry in the custody log: it entered the index "
+        "outside the archive, or its entry was removed"
+        for sid in session.scalars(
+            select(Snapshot.id)
+            .where(
+                ~exists().where(
+                    CustodyEvent.action == ARCHIVED, CustodyEvent.snapshot_id == Snapshot.id
+                )
+            )
+            .order_by(Snapshot.archived_at, Snapshot.id)
+        )
+    ]
+    problems += _listed(unlogged, "snapshots without an archived entry")
+    logged = session.execute(
+        select(CustodyEvent.collection_id, func.count(), func.max(CustodyEvent.id))
+        .where(archived, CustodyEvent.collection_id.is_not(None))
+        .group_by(CustodyEvent.collection_id)
+    )
+    collections = {c.id: c for c in session.scalars(select(Collection))}
+    for collection_id, count, last_entry in sorted(logged, key=lambda row: row[0] or 0):
+        head = session.scalar(select(CustodyEvent.snapshot_id).where(CustodyEvent.id == last_entry))
+        coll = collections.get(collection_id)
+        if coll is None:
+            problems.append(
+                f"collection {collection_id}, into which the custody log archived {count} "
+                f"snapshot(s) (the last in entry {last_entry}), is not in the index: it was "
+                "removed"
+            )
+        elif coll.chain_length != count or coll.chain_head != head:
+            problems.append(
+                f"collection {coll.name!r} records {coll.chain_length} link(s) with head "
+                f"{coll.chain_head}, but the custody log archived {count} snapshot(s) into it, "
+                f"the last {head} (entry {last_entry}): snapshots were removed or added "
+                "outside the archive"
+            )
+    return problems
+
+
+@dataclass
+class CustodyCheck:
+    """What ``evidence custody verify`` found: the log, its anchored heads, what was left
+    unchecked (``verify.Unchecked`` items) and the trust anchors the head tokens used."""
+
+    entries: int = 0
+    head: str | None = None
+    anchors_verified: int = 0
+    problems: list[str] = field(default_factory=list)
+    unchecked: list[Any] = field(default_factory=list)
+    anchors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No problem found (things may still have been left unchecked: see ``complete``)."""
+        return not self.problems
+
+    @property
+    def complete(self) -> bool:
+        """No problem found and nothing left unchecked."""
+        return self.ok and not self.unchecked
+
+    @property
+    def verdict(self) -> str:
+        """ "OK", "OK with N unchecked", or "N problem(s)" (with ", M unchecked")."""
+        from evidence_store.verify import verdict
+
+        return verdict(len(self.problems), len(self.unchecked))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field, and ok, complete and verdict."""
+        return {
+            "entries": self.entries,
+            "head": self.head,
+            "anchors_verified": self.anchors_verified,
+            "problems": list(self.problems),
+            "unchecked": [vars(u) for u in self.unchecked],
+            "anchors": self.anchors,
+            "ok": self.ok,
+            "complete": self.complete,
+            "verdict": self.verdict,
+        }
+
+
+def verify_custody(
+    objects: Any,
+    session: Session,
+    *,
+    timestamp_anchors: Sequence[bytes] | None = None,
+    timestamp_crls: Sequence[bytes] = (),
+    require: frozenset[str] = frozenset(),
+) -> CustodyCheck:
+    """Check the whole log (:func:`verify_log`, with the index cross-check) and the tokens of
+    its anchored heads, against ``timestamp_anchors`` when given, else the anchors archived
+    with each token. With "timestamps" in ``require``, a head token that could not be
+    checked is a problem, not an unchecked item; with "revocation", so is an unknown
+    revocation status.
+    """
+    from evidence_store.timestamps.service import custody_anchor_check
+    from evidence_store.verify import Unchecked, check_requirements
+
+    check_requirements(require)
+    log = verify_log(session)
+    anchors = custody_anchor_check(objects, session, timestamp_anchors, timestamp_crls)
+    result = CustodyCheck(
+        entries=log.entries,
+        head=log.head,
+        anchors_verified=anchors.verified,
+        problems=log.problems + anchors.problems,
+        anchors=anchors.anchors,
+    )
+    for what, check, reason, _ in anchors.unchecked:
+        if (check == "timestamp" and "timestamps" in require) or (
+            check == "revocation" and "revocation" in require
+        ):
+            result.problems.append(f"{what}: {check} not checked: {reason}")
+        else:
+            result.unchecked.append(Unchecked(what=what, check=check, reason=reason))
+    return result

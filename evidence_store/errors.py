@@ -31,3 +31,11 @@ class SnapshotNotFound(EvidenceError):
 
 class SigningKeyError(EvidenceError):
     """The signing key is missing, unreadable or not the one the index knows."""
+
+
+class InputError(EvidenceError):
+    """A file handed over for archiving is missing, unreadable or not a regular file."""
+
+
+class SourceChangedError(InputError):
+    """A file handed over for archiving changed between its hashing and its storing."""

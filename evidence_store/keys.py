@@ -18,6 +18,12 @@ A crash before 2 commits leaves a pending key the index does not know (``reconci
 it never signed anything) and perhaps unreferenced objects (listed by ``evidence store sweep``);
 a crash after it leaves a pending key the index lists as active (``reconcile`` installs it). The
 active key file is replaced by one atomic rename, so it always holds a whole key, old or new.
+
+The history is one line: the first key an empty index sees is its genesis, and every later key
+comes from a rotation. ``archive`` and ``rotate_key`` refuse any other key (a key file replaced
+by hand, or a fresh one made after the key was lost); ``check_key_history`` and
+``unendorsed_signatures`` report the keys outside the line, and the manifests they signed,
+that older versions let in.
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,9 +56,19 @@ from evidence_store.index import Index
 from evidence_store.index.models import SigningKey, Snapshot
 from evidence_store.manifest import canonical_json
 from evidence_store.objects import ObjectStore
-from evidence_store.objects.local import fsync_dir
-from evidence_store.signing import KEY_FILE, PUBLIC_KEY_FILE, Signer, fingerprint, public_key_pem
+from evidence_store.signing import (
+    KEY_FILE,
+    PUBLIC_KEY_FILE,
+    Signer,
+    endorsed_history,
+    fingerprint,
+    public_key_pem,
+    unendorsed_key_message,
+)
+from evidence_store.support import fsync_dir, write_atomic
 from schemas import SignerInfo, format_rfc3339, utc_now
+
+log = logging.getLogger(__name__)
 
 KEY_RECORD_TYPE = "dsa-evidence/signing-key"
 PENDING_KEY_FILE = "manifest-signing.next.ed25519.pem"
@@ -111,23 +128,6 @@ def _public_pem(entry: KeyEntry) -> bytes:
     return public_key_pem(SignerInfo(public_key=entry.public_key, fingerprint=entry.fingerprint))
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    # Temporary file, fsync, rename, fsync of the folder: a crash leaves the old content or the
-    # new, never a truncated key.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
 @contextmanager
 def _keys_lock(keys_dir: Path) -> Iterator[None]:
     # Serialises rotations and their recovery on this machine: without it, a process starting
@@ -148,7 +148,7 @@ def _install_pending(keys_dir: Path, pending: Signer) -> None:
     # One rename replaces the old private key: the active file is always one whole key.
     os.replace(keys_dir / PENDING_KEY_FILE, keys_dir / KEY_FILE)
     fsync_dir(keys_dir)
-    _write_atomic(keys_dir / PUBLIC_KEY_FILE, public_key_pem(pending.info), 0o644)
+    write_atomic(keys_dir / PUBLIC_KEY_FILE, public_key_pem(pending.info), 0o644)
 
 
 def _reconcile_locked(keys_dir: Path, index: Index) -> str | None:
@@ -194,9 +194,34 @@ def reconcile(keys_dir: Path, index: Index) -> str | None:
 
 
 def load_signer(keys_dir: Path, index: Index) -> Signer:
-    """The active signer of this machine, after recovering from an interrupted rotation."""
+    """The active signer of this machine, after recovering from an interrupted rotation.
+
+    The public key file is rewritten if it does not match the key file. Whether the index
+    accepts the key is decided when it signs (``archive``), so that a machine whose key is
+    refused can still list and verify.
+    """
     reconcile(keys_dir, index)
-    return Signer.load_or_create(keys_dir)
+    signer = Signer.load_or_create(keys_dir)
+    _refresh_public_key(keys_dir, signer)
+    return signer
+
+
+def _refresh_public_key(keys_dir: Path, signer: Signer) -> None:
+    # The public key file is derived from the key file; one replaced by hand must not leave it
+    # naming a key this machine no longer holds.
+    path = keys_dir / PUBLIC_KEY_FILE
+    expected = public_key_pem(signer.info)
+    try:
+        if path.read_bytes() == expected:
+            return
+    except OSError:
+        pass  # missing or unreadable: rewrite it
+    try:
+        write_atomic(path, expected, 0o644)
+    except OSError as exc:
+        # A read-only key folder (verification on archived media) still works; the file is
+        # only a convenience for openssl, nothing here reads it.
+        log.warning("cannot rewrite %s for key %s: %s", path, signer.info.fingerprint, exc)
 
 
 # -- rotation ------------------------------------------------------------------------------
@@ -281,9 +306,15 @@ def _commit_rotation(
             )
         )
         now = max(utc_now(), last_signed) if last_signed is not None else utc_now()
+        history = endorsed_history(session)
+        if old.info.fingerprint not in history and (
+            old_row is not None or session.scalar(select(func.count()).select_from(SigningKey))
+        ):
+            # Rotating from a key outside the history would endorse a second line into it.
+            raise SigningKeyError(unendorsed_key_message(old.info.fingerprint, history))
         if old_row is None:
-            # A key that never signed a snapshot is not in the index yet; it enters the history
-            # as its first key, exactly as archive() would have added it.
+            # A key that never signed a snapshot is not in a new index yet; it enters the
+            # history as its genesis, exactly as archive() would have added it.
             old_row = SigningKey(
                 fingerprint=old.info.fingerprint,
                 algorithm=old.info.algorithm,
@@ -394,10 +425,10 @@ def list_keys(session: Session) -> list[KeyEntry]:
 def check_key_history(objects: ObjectStore, session: Session) -> list[str]:
     """Check that every key row is self-consistent and every endorsement holds; problems as text.
 
-    Keys nobody endorsed are roots (the first key of each machine); several roots and several
-    active keys are normal where several machines archive into one index. Each endorsed key must
-    name a known predecessor, whose signature object must be stored intact and verify over the
-    key record rebuilt from the index, and the predecessor must be retired exactly when its
+    The history is one line from the genesis (the oldest key nobody endorsed): any other key is
+    reported, as older versions trusted any key file they found. Each endorsed key must name a
+    known predecessor, whose signature object must be stored intact and verify over the key
+    record rebuilt from the index, and the predecessor must be retired exactly when its
     successor was created.
     """
     problems: list[str] = []
@@ -461,7 +492,48 @@ def check_key_history(objects: ObjectStore, session: Session) -> list[str]:
     for endorser, endorsed in successors.items():
         if len(endorsed) > 1:
             problems.append(f"key {endorser}: endorsed {len(endorsed)} successors: {endorsed}")
+    history = endorsed_history(session)
+    for row in rows:
+        if row.fingerprint not in history:
+            problems.append(
+                f"key {row.fingerprint}: not in the endorsed key history (genesis "
+                f"{history[0] if history else 'none'}): it was neither the index's first key "
+                "nor endorsed by `evidence keys rotate`"
+            )
     return problems
+
+
+def unendorsed_signatures(
+    session: Session, snapshot_ids: Iterable[str] | None = None
+) -> list[tuple[str, str]]:
+    """``(snapshot id, problem)`` for every snapshot (of ``snapshot_ids``; None: all) whose
+    signing key is outside the endorsed key history.
+
+    Such a key signed with a valid signature but was never handed over to by the archive's own
+    keys: the manifest cannot be told apart from one made outside the archive.
+    """
+    history = endorsed_history(session)
+    query = select(Snapshot.id, Snapshot.key_fingerprint).order_by(Snapshot.id)
+    if history:
+        query = query.where(Snapshot.key_fingerprint.not_in(history))
+    if snapshot_ids is None:
+        rows = list(session.execute(query))
+    else:
+        ids = sorted(set(snapshot_ids))
+        rows = [
+            row
+            for start in range(0, len(ids), 500)
+            for row in session.execute(query.where(Snapshot.id.in_(ids[start : start + 500])))
+        ]
+    genesis = history[0] if history else "none"
+    return [
+        (
+            sid,
+            f"signed by key {fp}, which is not in the endorsed key history (genesis {genesis}); "
+            "keys change only by `evidence keys rotate`",
+        )
+        for sid, fp in rows
+    ]
 
 
 def _endorsement_problem(previous: SigningKey, record: bytes, signature: bytes) -> str | None:
@@ -550,7 +622,7 @@ def export_key_history(objects: ObjectStore, session: Session, output: Path) -> 
         files["SHA256SUMS"] = sums
         (work / "keys").mkdir()
         for name, data in files.items():
-            _write_atomic(work / name, data, 0o444)
+            write_atomic(work / name, data, 0o444)
         os.chmod(work, 0o755)
         if output.exists():
             raise EvidenceError(f"{output} exists: an export is never overwritten")

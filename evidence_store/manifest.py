@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import re
@@ -36,10 +35,6 @@ def manifest_bytes(manifest: Manifest) -> bytes:
     except rfc8785.CanonicalizationError as exc:
         # e.g. an integer beyond 2**53 in capture metadata: I-JSON has no exact form for it
         raise ManifestError(f"capture metadata has no canonical JSON form: {exc}") from None
-
-
-def manifest_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")

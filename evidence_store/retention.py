@@ -1,9 +1,9 @@
-"""Retention policies and legal holds: the only way evidence bytes ever leave the store.
+"""Retention policies: the only way evidence bytes ever leave the store.
 
 A collection may have a retention policy (``Collection.retention_days``; None keeps it for
 ever). ``apply_retention`` deletes the *artifacts* of its snapshots once they are due, unless a
-legal hold covers the snapshot or its collection. Every decision is a custody-log entry:
-``hold-set``, ``hold-released``, ``retention-changed``, ``deleted`` (one per snapshot) and
+legal hold (``evidence_store.holds``) covers the snapshot or its collection. Every decision is a
+custody-log entry: ``retention-changed``, ``deleted`` (one per snapshot) and
 ``deletion-completed`` (objects a previous run could not remove). Reasons are mandatory.
 
 What is deleted and what is kept
@@ -36,32 +36,27 @@ finds those leftovers (deleted snapshots whose removable artifacts still exist),
 and records ``deletion-completed``. Deleting first and marking after would, on a crash, leave
 exactly the state the invariants forbid.
 
-Legal holds and Object Lock
----------------------------
-The index is the authority: a hold row blocks deletion by the policy whatever the store can do.
-Stores with Object Lock (S3) mirror it so that the server refuses deletion by anyone: a hold
-switches the S3 legal hold on for every object of the snapshots it covers (artifacts, manifest,
-signature, timestamp replies and chains, Merkle leaf lists); a release switches it off only for
-objects no other active hold covers, and never where the store puts a legal hold on every object
-by configuration. A retention policy extends each object's S3 retention to the date its snapshot
-becomes due (never shortens it). The index is written first and the store follows; if the store
-fails part-way, the hold is in force in the index and ``sync_holds`` repairs the objects. The
-local folder store has no Object Lock: there the holds live in the index only.
+Object Lock
+-----------
+A retention policy extends each object's S3 retention to the date its snapshot becomes due
+(never shortens it). Before marking, each removable object's lock is read from the store
+(HEAD); a snapshot with a locked object (legal hold, or retention not yet expired; GOVERNANCE
+counts as unlocked only with ``bypass_governance``) is reported as blocked and left untouched.
 
-Before marking, each removable object's lock is read from the store (HEAD); a snapshot with a
-locked object (legal hold, or retention not yet expired; GOVERNANCE counts as unlocked only with
-``bypass_governance``) is reported as blocked and left untouched.
-
-Known limit: an object being re-archived by a concurrent capture (``put`` finds it stored and
-does not upload it again) can be deleted between that capture's read-back and its commit,
-because ``archive`` does not re-check its artifacts under the lock. Run ``apply`` when no
-capture runs, or make the commit re-check existence (see docs/retention.md).
+Concurrent captures
+-------------------
+A capture whose bytes are already stored does not upload them again, so it may share an object
+with a snapshot being deleted. Objects are removed under the custody lock after checking again
+that no live snapshot uses them (``_remove``), and ``archive`` re-checks under the same lock
+that bytes it shares with a deleted snapshot still exist before it commits. Either the capture
+commits first and the object is kept, or it fails with a clear error and commits nothing: a
+snapshot never names removed bytes.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,166 +66,34 @@ from sqlalchemy.orm import Session
 
 from evidence_store import custody
 from evidence_store.archive import EvidenceStore, collection_lock
-from evidence_store.errors import EvidenceError, ObjectNotFound, SnapshotNotFound, StoreError
-from evidence_store.index.models import (
-    Artifact,
-    Collection,
-    CustodyEvent,
-    LegalHold,
-    MerkleProof,
-    MerkleTree,
-    RevocationList,
-    Snapshot,
-    TimestampRecord,
+from evidence_store.errors import EvidenceError, ObjectNotFound, StoreError
+from evidence_store.holds import (
+    ARTIFACT,
+    HoldError,
+    active_holds,
+    chunked,
+    hold_info,
+    object_owners,
+    objects_of,
+    require_reason,
 )
-from evidence_store.keys import key_object_digests
+from evidence_store.index.models import Artifact, Collection, CustodyEvent, LegalHold, Snapshot
 from evidence_store.objects import ObjectStore
 from evidence_store.objects.base import ObjectInfo
 from evidence_store.queries import resolve_snapshot
+from evidence_store.support import ProgressCallback
 from schemas import format_rfc3339, utc_now
 
-HOLD_SET = "hold-set"
-HOLD_RELEASED = "hold-released"
 RETENTION_CHANGED = "retention-changed"
 DELETED = "deleted"
 DELETION_COMPLETED = "deletion-completed"
 
 BATCH = 50  # snapshots marked per transaction: short lock holds, bounded custody entries
-IN_CHUNK = 500  # digests per IN (...) list
 MAX_RETENTION_DAYS = 36500
-
-ProgressCallback = Callable[[int], None]
-
-
-class HoldError(EvidenceError):
-    """Deletion refused: a legal hold covers the snapshot."""
-
-
-# -- small helpers -----------------------------------------------------------------------
-
-
-def _reason(reason: str | None, what: str) -> str:
-    text = (reason or "").strip()
-    if not text:
-        raise EvidenceError(f"a reason is required to {what} (--reason TEXT): it goes on record")
-    return text
-
-
-def _chunks(items: Iterable[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
-    batch = list(items)
-    for start in range(0, len(batch), size):
-        yield batch[start : start + size]
-
-
-def _time(value: datetime | None) -> str | None:
-    return format_rfc3339(value) if value is not None else None
 
 
 def _due_at(snap: Snapshot, days: int) -> datetime:
     return max(snap.archived_at, snap.captured_at) + timedelta(days=days)
-
-
-# -- holds -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HoldInfo:
-    """One legal hold, as reported."""
-
-    id: int
-    snapshot: str | None
-    collection: str
-    reason: str
-    set_by: str
-    set_at: str
-    released_at: str | None = None
-    released_by: str | None = None
-    release_reason: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.released_at is None
-
-    @property
-    def target(self) -> str:
-        if self.snapshot is not None:
-            return f"snapshot {self.snapshot[:16]}"
-        return f"collection {self.collection!r}"
-
-    def describe(self) -> str:
-        """One line naming the hold: id, target, reason, who and when."""
-        return (
-            f"legal hold #{self.id} on {self.target} ({self.reason!r}, set by {self.set_by} "
-            f"at {self.set_at})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"active": self.active}
-
-
-@dataclass
-class HoldOutcome:
-    """What ``set_hold`` or ``release_hold`` did: the hold, and the store's part of it."""
-
-    hold: HoldInfo
-    objects: int = 0  # objects whose store-side legal hold was switched
-    kept_on: int = 0  # release: objects left on because another hold covers them
-    failures: list[str] = field(default_factory=list)  # store errors (the index hold stands)
-    snapshot_deleted_at: str | None = None  # a hold on a snapshot whose artifacts are gone
-
-
-def _hold_info(session: Session, hold: LegalHold) -> HoldInfo:
-    if hold.snapshot_id is not None:
-        snap = session.get(Snapshot, hold.snapshot_id)
-        collection = snap.collection.name if snap is not None else "?"
-    else:
-        coll = session.get(Collection, hold.collection_id)
-        collection = coll.name if coll is not None else "?"
-    return HoldInfo(
-        id=hold.id,
-        snapshot=hold.snapshot_id,
-        collection=collection,
-        reason=hold.reason,
-        set_by=hold.set_by,
-        set_at=format_rfc3339(hold.set_at),
-        released_at=_time(hold.released_at),
-        released_by=hold.released_by,
-        release_reason=hold.release_reason,
-    )
-
-
-def resolve_target(
-    session: Session, ref: str, kind: str | None = None
-) -> tuple[Snapshot | None, Collection | None]:
-    """A snapshot (id or unique prefix) or a collection (name); ``kind`` forces one of them.
-
-    A reference that names both is refused rather than guessed.
-    """
-    if kind not in (None, "snapshot", "collection"):
-        raise EvidenceError(f"unknown hold target kind {kind!r}: snapshot or collection")
-    coll = None
-    if kind != "snapshot":
-        coll = session.scalars(select(Collection).where(Collection.name == ref)).first()
-    snap = None
-    snap_error: SnapshotNotFound | None = None
-    if kind != "collection":
-        try:
-            snap = resolve_snapshot(session, ref)
-        except SnapshotNotFound as exc:
-            snap_error = exc
-    if snap is not None and coll is not None:
-        raise EvidenceError(
-            f"{ref!r} names both a collection and a snapshot: say which with "
-            "--collection or --snapshot"
-        )
-    if snap is None and coll is None:
-        if kind == "collection":
-            raise EvidenceError(f"no collection {ref!r}")
-        if kind == "snapshot":
-            assert snap_error is not None
-            raise snap_error
-        raise EvidenceError(f"no collection {ref!r}, and {snap_error}")
-    return snap, coll
 
 
 def _collection(session: Session, name: str) -> Collection:
@@ -238,376 +101,6 @@ def _collection(session: Session, name: str) -> Collection:
     if coll is None:
         raise EvidenceError(f"no collection {name!r}")
     return coll
-
-
-def _snapshot_ids(session: Session, snap: Snapshot | None, coll: Collection | None) -> list[str]:
-    if snap is not None:
-        return [snap.id]
-    assert coll is not None
-    return list(session.scalars(select(Snapshot.id).where(Snapshot.collection_id == coll.id)))
-
-
-def objects_of(session: Session, snapshot_ids: Iterable[str]) -> set[str]:
-    """Every object that belongs to these snapshots or proves them.
-
-    Artifacts, manifests (= snapshot ids), signatures, the snapshots' own timestamp replies and
-    certificate chains, and those of the Merkle trees they are in, with the trees' leaf lists.
-    """
-    digests: set[str] = set()
-    tree_ids: set[int] = set()
-    for chunk in _chunks(snapshot_ids):
-        digests.update(chunk)
-        digests.update(
-            session.scalars(select(Artifact.sha256).where(Artifact.snapshot_id.in_(chunk)))
-        )
-        digests.update(
-            session.scalars(select(Snapshot.signature_sha256).where(Snapshot.id.in_(chunk)))
-        )
-        for reply, chain in session.execute(
-            select(TimestampRecord.reply_sha256, TimestampRecord.chain_sha256).where(
-                TimestampRecord.snapshot_id.in_(chunk)
-            )
-        ):
-            digests.add(reply)
-            if chain:
-                digests.add(chain)
-        tree_ids.update(
-            session.scalars(select(MerkleProof.tree_id).where(MerkleProof.snapshot_id.in_(chunk)))
-        )
-    for chunk in _chunks(tree_ids):
-        for reply, chain in session.execute(
-            select(TimestampRecord.reply_sha256, TimestampRecord.chain_sha256).where(
-                TimestampRecord.tree_id.in_(chunk)
-            )
-        ):
-            digests.add(reply)
-            if chain:
-                digests.add(chain)
-        digests.update(
-            session.scalars(select(MerkleTree.leaves_sha256).where(MerkleTree.id.in_(chunk)))
-        )
-    return digests
-
-
-ARTIFACT = "artifact"
-
-
-def _owners(session: Session, digests: Iterable[str]) -> dict[str, set[tuple[str | None, str]]]:
-    """For each digest: (snapshot id or None, role) of every index row that refers to it.
-
-    Roles: artifact, manifest, signature, timestamp, merkle-leaves, revocation-list,
-    signing-key. ``None`` stands for a referrer that is not one snapshot (a Merkle tree, a
-    custody-head token, a CRL, a key record).
-    """
-    owners: dict[str, set[tuple[str | None, str]]] = defaultdict(set)
-    tree_refs: dict[int, set[tuple[str, str]]] = defaultdict(set)  # tree id -> (digest, role)
-    key_digests = set(key_object_digests(session))
-    for chunk in _chunks(digests):
-        for sha, sid in session.execute(
-            select(Artifact.sha256, Artifact.snapshot_id).where(Artifact.sha256.in_(chunk))
-        ):
-            owners[sha].add((sid, ARTIFACT))
-        for sid in session.scalars(select(Snapshot.id).where(Snapshot.id.in_(chunk))):
-            owners[sid].add((sid, "manifest"))
-        for sig, sid in session.execute(
-            select(Snapshot.signature_sha256, Snapshot.id).where(
-                Snapshot.signature_sha256.in_(chunk)
-            )
-        ):
-            owners[sig].add((sid, "signature"))
-        for column in (TimestampRecord.reply_sha256, TimestampRecord.chain_sha256):
-            for digest, sid, tree_id in session.execute(
-                select(column, TimestampRecord.snapshot_id, TimestampRecord.tree_id).where(
-                    column.in_(chunk)
-                )
-            ):
-                owners[digest].add((sid, "timestamp"))
-                if tree_id is not None:
-                    tree_refs[tree_id].add((digest, "timestamp"))
-        for leaves, tree_id in session.execute(
-            select(MerkleTree.leaves_sha256, MerkleTree.id).where(
-                MerkleTree.leaves_sha256.in_(chunk)
-            )
-        ):
-            owners[leaves].add((None, "merkle-leaves"))
-            tree_refs[tree_id].add((leaves, "merkle-leaves"))
-        # Archived CRLs and public-key records belong to no snapshot, and stay whatever
-        # bytes they share with an artifact.
-        for digest in session.scalars(
-            select(RevocationList.crl_sha256).where(RevocationList.crl_sha256.in_(chunk))
-        ):
-            owners[digest].add((None, "revocation-list"))
-        for digest in key_digests.intersection(chunk):
-            owners[digest].add((None, "signing-key"))
-    for chunk in _chunks(tree_refs):
-        for tree_id, sid in session.execute(
-            select(MerkleProof.tree_id, MerkleProof.snapshot_id).where(
-                MerkleProof.tree_id.in_(chunk)
-            )
-        ):
-            for digest, role in tree_refs[tree_id]:
-                owners[digest].add((sid, role))
-    return owners
-
-
-def _active_holds(session: Session, snapshot_ids: Iterable[str]) -> dict[str, list[LegalHold]]:
-    """The active holds covering each of these snapshots (its own and its collection's)."""
-    found: dict[str, list[LegalHold]] = defaultdict(list)
-    collection_of: dict[str, int] = {}
-    for chunk in _chunks(snapshot_ids):
-        for sid, coll_id in session.execute(
-            select(Snapshot.id, Snapshot.collection_id).where(Snapshot.id.in_(chunk))
-        ):
-            collection_of[sid] = coll_id
-        for hold in session.scalars(
-            select(LegalHold).where(
-                LegalHold.snapshot_id.in_(chunk), LegalHold.released_at.is_(None)
-            )
-        ):
-            assert hold.snapshot_id is not None
-            found[hold.snapshot_id].append(hold)
-    by_collection: dict[int, list[LegalHold]] = defaultdict(list)
-    for chunk in _chunks(set(collection_of.values())):
-        for hold in session.scalars(
-            select(LegalHold).where(
-                LegalHold.collection_id.in_(chunk), LegalHold.released_at.is_(None)
-            )
-        ):
-            assert hold.collection_id is not None
-            by_collection[hold.collection_id].append(hold)
-    for sid, coll_id in collection_of.items():
-        found[sid].extend(by_collection.get(coll_id, []))
-    return {sid: sorted(holds, key=lambda h: h.id) for sid, holds in found.items() if holds}
-
-
-def _switch_holds(
-    objects: ObjectStore,
-    digests: Iterable[str],
-    on: bool,
-    progress: ProgressCallback | None = None,
-) -> tuple[int, list[str]]:
-    """Switch the store's legal hold on each object; (objects switched, error messages).
-
-    Objects already deleted by the policy are skipped: there is nothing left to hold.
-    """
-    switched, failures = 0, []
-    for digest in sorted(digests):
-        try:
-            if objects.set_legal_hold(digest, on):
-                switched += 1
-        except ObjectNotFound:
-            pass
-        except StoreError as exc:
-            failures.append(str(exc))
-        if progress is not None:
-            progress(1)
-    return switched, failures
-
-
-def _still_held(session: Session, digests: Iterable[str]) -> set[str]:
-    """Those of ``digests`` that some snapshot under an active hold refers to."""
-    owners = _owners(session, digests)
-    snapshot_ids = {sid for refs in owners.values() for sid, _ in refs if sid is not None}
-    held = _active_holds(session, snapshot_ids)
-    return {d for d, refs in owners.items() if any(sid in held for sid, _ in refs)}
-
-
-def _store_holds_everything(objects: ObjectStore) -> bool:
-    # An S3 store configured with legal_hold=True puts a hold on every object it writes: that
-    # standing hold is the operator's, and releasing one of ours must not lift it.
-    return bool(getattr(objects, "legal_hold", False))
-
-
-def set_hold(
-    evidence: EvidenceStore,
-    ref: str,
-    reason: str,
-    *,
-    kind: str | None = None,
-    progress: ProgressCallback | None = None,
-    on_total: Callable[[int], None] | None = None,
-) -> HoldOutcome:
-    """Put a legal hold on a snapshot or a whole collection, record it, lock the objects.
-
-    The hold is committed to the index (with its custody entry) first; then, on a store with
-    Object Lock, every object of the covered snapshots gets the store's legal hold. Store
-    failures are reported in the outcome; the index hold is in force regardless.
-    """
-    reason = _reason(reason, "set a legal hold")
-    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
-        snap, coll = resolve_target(session, ref, kind)
-        hold = LegalHold(
-            snapshot_id=snap.id if snap is not None else None,
-            collection_id=coll.id if coll is not None else None,
-            reason=reason,
-            set_by=evidence.actor,
-            set_at=utc_now(),
-        )
-        session.add(hold)
-        session.flush()
-        info = _hold_info(session, hold)
-        snapshot_ids = _snapshot_ids(session, snap, coll)
-        custody.record(
-            session,
-            action=HOLD_SET,
-            actor=evidence.actor,
-            snapshot_id=info.snapshot,
-            collection_id=snap.collection_id if snap is not None else hold.collection_id,
-            reason=reason,
-            details={
-                "hold": info.id,
-                "target": "snapshot" if snap is not None else "collection",
-                "collection": info.collection,
-                "snapshots": len(snapshot_ids),
-            },
-        )
-        digests = (
-            objects_of(session, snapshot_ids) if evidence.objects.supports_object_lock else set()
-        )
-        deleted_at = _time(snap.deleted_at) if snap is not None else None
-    outcome = HoldOutcome(hold=info, snapshot_deleted_at=deleted_at)
-    if digests:
-        if on_total is not None:
-            on_total(len(digests))
-        outcome.objects, outcome.failures = _switch_holds(evidence.objects, digests, True, progress)
-    return outcome
-
-
-def release_hold(
-    evidence: EvidenceStore,
-    ref: str | None,
-    reason: str,
-    *,
-    hold_id: int | None = None,
-    kind: str | None = None,
-    progress: ProgressCallback | None = None,
-    on_total: Callable[[int], None] | None = None,
-) -> HoldOutcome:
-    """Release a legal hold (by id, or the one active hold on a snapshot or collection).
-
-    The release is committed with its custody entry first; then the store's legal hold is
-    switched off on the objects no other active hold covers (read after the commit, so a hold
-    set meanwhile is seen).
-    """
-    reason = _reason(reason, "release a legal hold")
-    with evidence.index.writing(custody.CUSTODY_LOCK) as session:
-        if hold_id is not None:
-            hold = session.get(LegalHold, hold_id)
-            if hold is None:
-                raise EvidenceError(f"no legal hold #{hold_id}")
-            if ref is not None:
-                snap, coll = resolve_target(session, ref, kind)
-                if (snap is not None and hold.snapshot_id != snap.id) or (
-                    coll is not None and hold.collection_id != coll.id
-                ):
-                    raise EvidenceError(f"legal hold #{hold_id} is not on {ref!r}")
-        else:
-            if ref is None:
-                raise EvidenceError("name the snapshot or collection, or give the hold's --id")
-            snap, coll = resolve_target(session, ref, kind)
-            query = select(LegalHold).where(LegalHold.released_at.is_(None))
-            if snap is not None:
-                query = query.where(LegalHold.snapshot_id == snap.id)
-            else:
-                assert coll is not None
-                query = query.where(LegalHold.collection_id == coll.id)
-            active = list(session.scalars(query.order_by(LegalHold.id)))
-            if not active:
-                what = f"snapshot {snap.id[:16]}" if snap is not None else f"collection {ref!r}"
-                raise EvidenceError(f"no active legal hold on {what}")
-            if len(active) > 1:
-                ids = ", ".join(f"#{h.id}" for h in active)
-                raise EvidenceError(
-                    f"{len(active)} active legal holds on {ref!r} ({ids}): say which with --id"
-                )
-            hold = active[0]
-        if hold.released_at is not None:
-            raise EvidenceError(
-                f"legal hold #{hold.id} was already released at "
-                f"{format_rfc3339(hold.released_at)} by {hold.released_by}"
-            )
-        hold.released_at = utc_now()
-        hold.released_by = evidence.actor
-        hold.release_reason = reason
-        session.flush()
-        info = _hold_info(session, hold)
-        target_snap = session.get(Snapshot, hold.snapshot_id) if hold.snapshot_id else None
-        target_coll = session.get(Collection, hold.collection_id) if hold.collection_id else None
-        snapshot_ids = _snapshot_ids(session, target_snap, target_coll)
-        custody.record(
-            session,
-            action=HOLD_RELEASED,
-            actor=evidence.actor,
-            snapshot_id=info.snapshot,
-            collection_id=target_snap.collection_id if target_snap else hold.collection_id,
-            reason=reason,
-            details={
-                "hold": info.id,
-                "target": "snapshot" if target_snap is not None else "collection",
-                "collection": info.collection,
-                "set_at": info.set_at,
-                "set_by": info.set_by,
-                "set_reason": info.reason,
-            },
-        )
-    outcome = HoldOutcome(hold=info)
-    objects = evidence.objects
-    if not objects.supports_object_lock or _store_holds_everything(objects):
-        return outcome
-    with evidence.index.session() as session:
-        digests = objects_of(session, snapshot_ids)
-        keep = _still_held(session, digests)
-    outcome.kept_on = len(keep)
-    if on_total is not None:
-        on_total(len(digests) - len(keep))
-    outcome.objects, outcome.failures = _switch_holds(objects, digests - keep, False, progress)
-    return outcome
-
-
-def list_holds(evidence: EvidenceStore, *, include_released: bool = False) -> list[HoldInfo]:
-    """Legal holds, oldest first; only the active ones unless ``include_released``."""
-    with evidence.index.session() as session:
-        query = select(LegalHold).order_by(LegalHold.id)
-        if not include_released:
-            query = query.where(LegalHold.released_at.is_(None))
-        return [_hold_info(session, hold) for hold in session.scalars(query)]
-
-
-@dataclass
-class SyncOutcome:
-    """What ``sync_holds`` switched on and off in the store."""
-
-    switched_on: int = 0
-    switched_off: int = 0
-    failures: list[str] = field(default_factory=list)
-
-
-def sync_holds(evidence: EvidenceStore, *, progress: ProgressCallback | None = None) -> SyncOutcome:
-    """Make the store's legal holds agree with the index again.
-
-    On: every object of every snapshot an active hold covers (snapshots archived into a held
-    collection after the hold was set, objects a failed ``set_hold`` missed). Off: objects of
-    released holds that no active hold covers. A no-op on stores without Object Lock.
-    """
-    result = SyncOutcome()
-    objects = evidence.objects
-    if not objects.supports_object_lock:
-        return result
-    with evidence.index.session() as session:
-        on: set[str] = set()
-        released: set[str] = set()
-        for hold in session.scalars(select(LegalHold)):
-            snap = session.get(Snapshot, hold.snapshot_id) if hold.snapshot_id else None
-            coll = session.get(Collection, hold.collection_id) if hold.collection_id else None
-            digests = objects_of(session, _snapshot_ids(session, snap, coll))
-            (on if hold.released_at is None else released).update(digests)
-        off = (
-            set() if _store_holds_everything(objects) else released - _still_held(session, released)
-        )
-    result.switched_on, failures_on = _switch_holds(objects, on, True, progress)
-    result.switched_off, failures_off = _switch_holds(objects, off - on, False, progress)
-    result.failures = failures_on + failures_off
-    return result
 
 
 # -- retention policies ------------------------------------------------------------------
@@ -641,7 +134,7 @@ def set_retention(
     shorter policy cannot shorten a retention already set (COMPLIANCE forbids it, and the
     store never asks): such objects are reported as blocked by ``apply_retention`` until then.
     """
-    reason = _reason(reason, "change a retention policy")
+    reason = require_reason(reason, "change a retention policy")
     if days is not None and not 1 <= days <= MAX_RETENTION_DAYS:
         raise EvidenceError(
             f"retention days must be between 1 and {MAX_RETENTION_DAYS}, not {days} "
@@ -715,7 +208,7 @@ def retention_status(
         for coll in session.scalars(select(Collection).order_by(Collection.name)):
             snaps = list(session.scalars(select(Snapshot).where(Snapshot.collection_id == coll.id)))
             live = [s for s in snaps if s.deleted_at is None]
-            held = _active_holds(session, [s.id for s in live])
+            held = active_holds(session, [s.id for s in live])
             due = 0
             upcoming: list[datetime] = []
             if coll.retention_days is not None:
@@ -740,7 +233,7 @@ def retention_status(
                     deleted=len(snaps) - len(live),
                     held=len(held),
                     due=due,
-                    next_due_at=_time(min(upcoming)) if upcoming else None,
+                    next_due_at=format_rfc3339(min(upcoming)) if upcoming else None,
                     holds=len(holds),
                 )
             )
@@ -783,7 +276,7 @@ class RetentionReport:
         return asdict(self) | {"ok": self.ok}
 
 
-def _lock_reason(info: ObjectInfo, bypass_governance: bool) -> str | None:
+def _lockrequire_reason(info: ObjectInfo, bypass_governance: bool) -> str | None:
     """Why the store would refuse to delete this object now, or None."""
     if info.legal_hold:
         return f"object {info.sha256[:16]} has a legal hold in the store"
@@ -806,12 +299,12 @@ def _removability(
     Only an artifact, and only if every snapshot referring to it is in ``batch`` or was deleted
     before and is not under a hold. ``batch`` is read at each call: callers may shrink it.
     """
-    owners = _owners(session, digests)
+    owners = object_owners(session, digests)
     owner_ids = {sid for refs in owners.values() for sid, _ in refs if sid is not None}
-    held = _active_holds(session, owner_ids)
+    held = active_holds(session, owner_ids)
     deleted = {
         sid
-        for chunk in _chunks(owner_ids)
+        for chunk in chunked(owner_ids)
         for sid in session.scalars(
             select(Snapshot.id).where(Snapshot.id.in_(chunk), Snapshot.deleted_at.is_not(None))
         )
@@ -882,7 +375,7 @@ def _store_lock(objects: ObjectStore, digest: str, bypass_governance: bool) -> s
         info = objects.stat(digest)
     except ObjectNotFound:
         return None  # already gone: nothing the store could refuse
-    return _lock_reason(info, bypass_governance)
+    return _lockrequire_reason(info, bypass_governance)
 
 
 def _policy_event(session: Session, collection_id: int) -> CustodyEvent | None:
@@ -906,7 +399,7 @@ def _candidates(
     plan: dict[str, list[str]] = defaultdict(list)
     if refs:
         snaps = [resolve_snapshot(session, ref) for ref in refs]
-        holds = _active_holds(session, [s.id for s in snaps])
+        holds = active_holds(session, [s.id for s in snaps])
         for snap in snaps:
             coll = snap.collection
             if snap.deleted_at is not None:
@@ -915,7 +408,7 @@ def _candidates(
                     f"{format_rfc3339(snap.deleted_at)}"
                 )
             if snap.id in holds:
-                names = "; ".join(_hold_info(session, h).describe() for h in holds[snap.id])
+                names = "; ".join(hold_info(session, h).describe() for h in holds[snap.id])
                 raise HoldError(
                     f"snapshot {snap.id[:16]} cannot be deleted: it is under {names}; "
                     "release the hold first (`evidence hold release`)"
@@ -960,14 +453,14 @@ def _candidates(
                 .order_by(Snapshot.sequence)
             )
         )
-        holds = _active_holds(session, due)
+        holds = active_holds(session, due)
         for sid in due:
             if sid in holds:
                 held_report.append(
                     {
                         "snapshot": sid,
                         "collection": coll.name,
-                        "holds": [_hold_info(session, h).describe() for h in holds[sid]],
+                        "holds": [hold_info(session, h).describe() for h in holds[sid]],
                     }
                 )
             else:
@@ -1011,7 +504,7 @@ def apply_retention(
             ids = [sid for chunk in plan.values() for sid in chunk]
             snaps = [
                 snap
-                for chunk in _chunks(ids)
+                for chunk in chunked(ids)
                 for snap in session.scalars(select(Snapshot).where(Snapshot.id.in_(chunk)))
             ]
             _report_plan(report, _plan(session, snaps, objects, bypass_governance, lock_cache))
@@ -1019,7 +512,7 @@ def apply_retention(
             progress(len(ids))
     else:
         for name, ids in plan.items():
-            for chunk in _chunks(ids, BATCH):
+            for chunk in chunked(ids, BATCH):
                 if objects.supports_object_lock:
                     # Read the store's locks (a HEAD each) before taking the index locks, which
                     # every capture's commit waits for; inside, only new digests are asked.
@@ -1088,14 +581,14 @@ def _mark_batch(
         ]
         # A hold set since the candidates were chosen wins: holds are written under the
         # custody lock, which this transaction holds.
-        holds = _active_holds(session, [s.id for s in snaps])
+        holds = active_holds(session, [s.id for s in snaps])
         for snap in snaps:
             if snap.id in holds:
                 report.held.append(
                     {
                         "snapshot": snap.id,
                         "collection": collection,
-                        "holds": [_hold_info(session, h).describe() for h in holds[snap.id]],
+                        "holds": [hold_info(session, h).describe() for h in holds[snap.id]],
                     }
                 )
         snaps = [s for s in snaps if s.id not in holds]
@@ -1148,7 +641,7 @@ def _remove(
     """
     objects = evidence.objects
     gone = set()
-    for batch in _chunks(sorted(digests)):
+    for batch in chunked(sorted(digests)):
         with evidence.index.writing(custody.CUSTODY_LOCK) as session:
             live = set(
                 session.scalars(

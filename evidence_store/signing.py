@@ -5,6 +5,11 @@ and fingerprint go into every manifest and into the index's list of trusted keys
 plain 64-byte Ed25519 signatures over the canonical manifest bytes, so that
 ``openssl pkeyutl -verify -pubin -inkey key.pub.pem -rawin -in manifest.json -sigfile sig``
 checks them without our code.
+
+Which keys the index trusts is a history, not a set: the first key an empty index ever sees is
+its genesis, and every later key is endorsed by its predecessor at a rotation
+(``evidence_store.keys``). ``endorsed_history`` reads that line from the index; a key outside it
+signs nothing (``archive`` refuses it) and what it signed is reported by verification.
 """
 
 from __future__ import annotations
@@ -12,13 +17,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from evidence_store.errors import SigningKeyError
+from evidence_store.index.models import SigningKey
+from evidence_store.support import write_atomic
 from schemas import SignerInfo
 
 KEY_FILE = "manifest-signing.ed25519.pem"
@@ -54,6 +64,42 @@ def verify_signature(info: SignerInfo, data: bytes, signature: bytes) -> str | N
     return None
 
 
+def endorsed_history(session: Session) -> list[str]:
+    """Fingerprints of the endorsed key history, oldest first (empty for a new index).
+
+    The genesis is the oldest key nobody endorsed; each next key is the one its predecessor
+    endorsed. Other unendorsed keys (older versions trusted any key file they found) and their
+    successors are outside it. Where a key endorsed two successors, which
+    ``check_key_history`` reports, the older one continues the line.
+    """
+    rows = session.execute(
+        select(SigningKey.fingerprint, SigningKey.endorsed_by).order_by(
+            SigningKey.created_at, SigningKey.fingerprint
+        )
+    ).all()
+    roots = [fp for fp, endorser in rows if endorser is None]
+    if not roots:
+        return []
+    successor: dict[str, str] = {}
+    for fp, endorser in rows:
+        if endorser is not None:
+            successor.setdefault(endorser, fp)
+    line = [roots[0]]
+    while (nxt := successor.get(line[-1])) is not None and nxt not in line:
+        line.append(nxt)
+    return line
+
+
+def unendorsed_key_message(fp: str, history: list[str]) -> str:
+    """Why a key outside the endorsed history is refused, and how keys do change."""
+    current = f"its current key is {history[-1]}" if history else "it has no keys"
+    return (
+        f"the signing key {fp} is not in the endorsed key history of this index ({current}): "
+        "a signing key changes only by `evidence keys rotate`, in which the current key "
+        "endorses its successor; put the current key file back, or rotate from it"
+    )
+
+
 class Signer:
     """Signs manifests with one Ed25519 private key."""
 
@@ -82,18 +128,27 @@ class Signer:
         key = Ed25519PrivateKey.generate()
         pem = cls(key).private_key_pem()
         try:
-            # O_EXCL: two first uses racing must not end with two different keys.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Written whole under a temporary name, then linked: a link never replaces a file,
+            # so of two first uses racing one key wins, and the loser never reads it half
+            # written (an O_EXCL create would expose the file before its bytes).
+            fd, tmp = tempfile.mkstemp(prefix=f".{KEY_FILE}.", suffix=".tmp", dir=keys_dir)
+        except OSError as exc:
+            raise SigningKeyError(f"cannot write the signing key {path}: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), 0o600)
+                out.write(pem)
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(tmp, path)
         except FileExistsError:
             return cls.load(path)
         except OSError as exc:
             raise SigningKeyError(f"cannot write the signing key {path}: {exc.strerror}") from None
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
-            out.flush()
-            os.fsync(out.fileno())
+        finally:
+            os.unlink(tmp)
         signer = cls(key)
-        (keys_dir / PUBLIC_KEY_FILE).write_bytes(public_key_pem(signer.info))
+        write_atomic(keys_dir / PUBLIC_KEY_FILE, public_key_pem(signer.info), 0o644)
         return signer
 
     @classmethod

@@ -25,6 +25,7 @@ from evidence_store.index.models import (
 )
 from evidence_store.keys import key_object_digests
 from evidence_store.objects import LocalStore, ObjectStore
+from evidence_store.timestamps.anchors import anchor_object_digests
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ class SweepReport:
 
 
 def referenced_digests(index: Index) -> set[str]:
-    """Every digest some index row points at: manifests, signatures, artifacts, tokens."""
+    """Every digest some index row points at: manifests, signatures, artifacts, tokens,
+    archived trust anchors."""
     with index.session() as session:
         refs = set(session.scalars(select(Artifact.sha256)))
         refs.update(session.scalars(select(TimestampRecord.reply_sha256)))
@@ -55,6 +57,7 @@ def referenced_digests(index: Index) -> set[str]:
         refs.update(session.scalars(select(MerkleTree.leaves_sha256)))
         refs.update(key_object_digests(session))
         refs.update(session.scalars(select(RevocationList.crl_sha256)))
+        refs.update(anchor_object_digests(session))
         for snap_id, sig in session.execute(select(Snapshot.id, Snapshot.signature_sha256)):
             refs.add(snap_id)
             refs.add(sig)

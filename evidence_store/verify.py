@@ -24,12 +24,12 @@ from sqlalchemy.orm import selectinload
 from evidence_store.errors import EvidenceError, ObjectNotFound
 from evidence_store.index import Index
 from evidence_store.index.models import Collection, SigningKey, Snapshot
+from evidence_store.keys import unendorsed_signatures
 from evidence_store.manifest import ManifestError, parse_manifest
 from evidence_store.objects import ObjectStore
 from evidence_store.signing import verify_signature
+from evidence_store.support import ProgressCallback
 from schemas import Manifest, format_rfc3339, utc_now
-
-ProgressCallback = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,51 @@ class Problem:
         return f"{where}: {self.kind}: {self.message}{detail}"
 
 
+@dataclass(frozen=True)
+class Unchecked:
+    """Something verification could not check, and why: not a problem, not a pass either.
+
+    ``what`` names it ("token 12", "Merkle tree 3", "snapshot <id>", "manifest <id>"),
+    ``check`` the check left undone ("timestamp", "revocation", "index").
+    """
+
+    what: str
+    check: str
+    reason: str
+    snapshot: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.check} not checked: {self.reason}"
+
+
+# What ``require`` may ask for: a missing or unchecked timestamp token, or a token whose TSA
+# certificates' revocation status is unknown, is then a problem instead of an unchecked item.
+REQUIREMENTS = frozenset({"timestamps", "revocation"})
+_REQUIRED_BY = {"timestamp": "timestamps", "revocation": "revocation"}
+ARCHIVED_ANCHORS_NOTE = (
+    "checked against trust anchors read from the archive itself, not supplied by the "
+    "verifier: this shows the tokens match the anchors archived with them, but whoever could "
+    "rewrite the archive could replace both; supply the TSA's CA certificate for full strength"
+)
+
+
+def check_requirements(require: frozenset[str]) -> None:
+    """Raise ValueError for a requirement that is not one of :data:`REQUIREMENTS`."""
+    unknown = set(require) - REQUIREMENTS
+    if unknown:
+        raise ValueError(
+            f"unknown requirement(s) {sorted(unknown)}: choose from {sorted(REQUIREMENTS)}"
+        )
+
+
+def verdict(problems: int, unchecked: int) -> str:
+    """The one-line result: "OK" only when nothing failed and nothing was left unchecked."""
+    if problems:
+        tail = f", {unchecked} unchecked" if unchecked else ""
+        return f"{problems} problem(s){tail}"
+    return f"OK with {unchecked} unchecked" if unchecked else "OK"
+
+
 @dataclass
 class VerifyReport:
     """What a verification checked and what it found."""
@@ -67,15 +112,40 @@ class VerifyReport:
     untimestamped: int = 0  # snapshots no verified token covers
     custody: dict[str, Any] | None = None  # the custody log's check, when it was asked for
     problems: list[Problem] = field(default_factory=list)
+    unchecked: list[Unchecked] = field(default_factory=list)  # what could not be checked
+    # Trust anchors the tokens chained to: source ("supplied" or "archived"), fingerprint
+    # (SHA-256 of the DER), subject, number of tokens.
+    anchors: list[dict[str, Any]] = field(default_factory=list)
+    require: list[str] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)  # one summary per snapshot
 
     @property
     def ok(self) -> bool:
+        """No problem found. Things may still have been left unchecked: see ``complete``."""
         return not self.problems
 
+    @property
+    def complete(self) -> bool:
+        """No problem found and nothing left unchecked."""
+        return self.ok and not self.unchecked
+
+    @property
+    def verdict(self) -> str:
+        """ "OK", "OK with N unchecked", or "N problem(s)" (with ", M unchecked")."""
+        return verdict(len(self.problems), len(self.unchecked))
+
+    @property
+    def archived_anchors_only(self) -> bool:
+        """Some token was checked against archived anchors only (weaker: see the note)."""
+        return any(a["source"] == "archived" for a in self.anchors)
+
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field, and ok, complete, verdict and the archived-anchor note."""
         data = asdict(self)
         data["ok"] = self.ok
+        data["complete"] = self.complete
+        data["verdict"] = self.verdict
+        data["anchor_note"] = ARCHIVED_ANCHORS_NOTE if self.archived_anchors_only else None
         return data
 
 
@@ -312,15 +382,24 @@ def verify(
     timestamp_anchors: Sequence[bytes] | None = None,
     timestamp_crls: Sequence[bytes] = (),
     custody_log: bool = False,
+    require: frozenset[str] = frozenset(),
 ) -> VerifyReport:
     """Verify the given snapshots (all when ``snapshot_ids`` is None) from their bytes.
 
-    With ``timestamp_anchors``, their tokens (own, or their Merkle tree's with the inclusion
-    proof) are verified too, with the TSA certificates' revocation status against
-    ``timestamp_crls`` and the archived CRLs; with ``custody_log``, the whole custody log and
-    its anchors and the signing keys' endorsement chain.
+    Their timestamp tokens (own, or their Merkle tree's with the inclusion proof) are
+    verified against ``timestamp_anchors`` (PEM/DER certificates) when given, else against
+    the trust anchors archived with each token; with the TSA certificates' revocation status
+    against ``timestamp_crls`` and the archived CRLs. With ``custody_log`` (and all
+    snapshots), also the whole custody log, its anchored heads, the index against the log,
+    the store's manifests against the index, and the signing keys' endorsement chain.
+
+    What could not be checked (tokens without any anchor, unknown revocation status,
+    snapshots or trees without a token, manifests the index does not list) is in
+    ``report.unchecked``; "timestamps" or "revocation" in ``require`` (see
+    :data:`REQUIREMENTS`) makes the matching unchecked items problems instead.
     """
-    report = VerifyReport(started_at=format_rfc3339(utc_now()))
+    check_requirements(require)
+    report = VerifyReport(started_at=format_rfc3339(utc_now()), require=sorted(require))
     with index.session() as session:
         query = select(Snapshot).options(
             selectinload(Snapshot.artifacts), selectinload(Snapshot.collection)
@@ -338,6 +417,10 @@ def verify(
         keys = list(session.scalars(select(SigningKey)))
         trusted = {k.fingerprint: k.public_key for k in keys}
         retired = {k.fingerprint: k.retired_at for k in keys if k.retired_at is not None}
+        report.problems.extend(
+            Problem("key-unendorsed", message, snapshot=sid)
+            for sid, message in unendorsed_signatures(session, snapshot_ids)
+        )
 
     report.snapshots = len(selected)
     report.collections = len({s.collection_id for s in selected})
@@ -375,23 +458,24 @@ def verify(
     report.problems.extend(
         _check_chains(chain_rows if complete else selected, collections, complete)
     )
-    times: dict[str, list[dict[str, Any]]] = {}
-    if timestamp_anchors is not None:
-        from evidence_store.timestamps.service import check_tokens
+    from evidence_store.timestamps.service import check_tokens
 
-        tokens = check_tokens(
-            objects, index, [s.id for s in selected], timestamp_anchors, timestamp_crls
-        )
-        report.timestamps, times = tokens.verified, tokens.times
-        report.problems.extend(
-            Problem("timestamp-invalid", message, snapshot=snap)
-            for snap, message in tokens.problems
-        )
-        report.untimestamped = sum(1 for s in selected if s.id not in times)
+    tokens = check_tokens(
+        objects, index, [s.id for s in selected], timestamp_anchors, timestamp_crls
+    )
+    report.timestamps, times = tokens.verified, tokens.times
+    report.problems.extend(
+        Problem("timestamp-invalid", message, snapshot=snap) for snap, message in tokens.problems
+    )
+    report.untimestamped = sum(1 for s in selected if s.id not in times)
+    report.anchors = tokens.anchors
+    _add_unchecked(report, tokens.unchecked, require)
     if custody_log:
         report.problems.extend(
-            _check_custody(objects, index, timestamp_anchors, timestamp_crls, report)
+            _check_custody(objects, index, timestamp_anchors, timestamp_crls, report, require)
         )
+        if complete:
+            _check_store_manifests(objects, index, {s.id for s in selected}, report)
         from evidence_store.keys import check_key_history
 
         with index.session() as session:
@@ -402,6 +486,9 @@ def verify(
     counts: dict[str, int] = defaultdict(int)
     for problem in report.problems:
         counts[problem.snapshot or ""] += 1
+    gaps: dict[str, int] = defaultdict(int)
+    for item in report.unchecked:
+        gaps[item.snapshot or ""] += 1
     report.results = [
         {
             "snapshot": snap.id,
@@ -412,11 +499,31 @@ def verify(
             "bytes": sum(a.size for a in snap.artifacts),
             "timestamps": times.get(snap.id, []),
             "problems": counts.get(snap.id, 0),
+            "unchecked": gaps.get(snap.id, 0),
         }
         for snap in selected
     ]
     report.finished_at = format_rfc3339(utc_now())
     return report
+
+
+def _add_unchecked(
+    report: VerifyReport,
+    gaps: Iterable[tuple[str, str, str, str | None]],
+    require: frozenset[str],
+) -> None:
+    """File each gap as unchecked, or as a problem when ``require`` asks for that check."""
+    for what, check, reason, snapshot in gaps:
+        if _REQUIRED_BY.get(check) in require:
+            report.problems.append(
+                Problem(
+                    f"{check}-unchecked",
+                    f"{what}: required, but not checked: {reason}",
+                    snapshot=snapshot,
+                )
+            )
+        else:
+            report.unchecked.append(Unchecked(what, check, reason, snapshot))
 
 
 def _check_custody(
@@ -425,22 +532,127 @@ def _check_custody(
     timestamp_anchors: Sequence[bytes] | None,
     timestamp_crls: Sequence[bytes],
     report: VerifyReport,
+    require: frozenset[str] = frozenset(),
 ) -> list[Problem]:
-    """Walk the custody log's chain and check the timestamps of its anchored heads."""
+    """Walk the custody log's chain, cross-check it with the index, and check the timestamps
+    of its anchored heads."""
     from evidence_store.custody import verify_log
-    from evidence_store.timestamps.service import check_custody_anchors
+    from evidence_store.timestamps.service import custody_anchor_check
 
     with index.session() as session:
         log = verify_log(session)
-        anchored, anchor_problems = check_custody_anchors(
-            objects, session, timestamp_anchors, timestamp_crls
-        )
+        anchors = custody_anchor_check(objects, session, timestamp_anchors, timestamp_crls)
     report.custody = {
         "entries": log.entries,
         "head": log.head,
-        "anchors_verified": anchored,
-        "ok": not log.problems and not anchor_problems,
+        "anchors_verified": anchors.verified,
+        "ok": not log.problems and not anchors.problems,
     }
+    for use in anchors.anchors:
+        known = next(
+            (
+                a
+                for a in report.anchors
+                if (a["source"], a["fingerprint"]) == (use["source"], use["fingerprint"])
+            ),
+            None,
+        )
+        if known is None:
+            report.anchors.append(dict(use))
+        else:
+            known["tokens"] += use["tokens"]
+    _add_unchecked(report, anchors.unchecked, require)
     return [Problem("custody-log", message) for message in log.problems] + [
-        Problem("custody-anchor", message) for message in anchor_problems
+        Problem("custody-anchor", message) for message in anchors.problems
     ]
+
+
+# A manifest is a few kilobytes (a large capture's, some hundred); an object larger than this
+# is an artifact, and is not read whole to find out.
+_MAX_MANIFEST_BYTES = 8 << 20
+
+
+def _check_store_manifests(
+    objects: ObjectStore, index: Index, indexed: set[str], report: VerifyReport
+) -> None:
+    """Find manifests in the store that the index does not list.
+
+    One the custody log records as archived was removed from the index: a problem. One the
+    log does not know was never committed (an archive interrupted before its commit, which
+    `store sweep` lists too) or was removed together with its log entries: which of the two,
+    only the custody log's timestamped heads can tell, so it is listed as unchecked.
+    """
+    from sqlalchemy import and_
+
+    from evidence_store.custody import ARCHIVED
+    from evidence_store.index.models import CustodyEvent
+    from evidence_store.sweep import referenced_digests
+    from evidence_store.timestamps.anchors import anchor_object_digests
+
+    referenced = referenced_digests(index) | indexed
+    with index.session() as session:
+        referenced |= anchor_object_digests(session)
+    candidates: dict[str, Manifest] = {}
+    for digest in objects.iter_digests():
+        if digest in referenced:
+            continue
+        manifest = _read_manifest(objects, digest)
+        if manifest is not None:
+            candidates[digest] = manifest
+    if not candidates:
+        return
+    with index.session() as session:
+        logged = set(
+            session.scalars(
+                select(CustodyEvent.snapshot_id).where(
+                    and_(
+                        CustodyEvent.action == ARCHIVED,
+                        CustodyEvent.snapshot_id.in_(list(candidates)),
+                    )
+                )
+            )
+        )
+        positions = {
+            (name, seq): sid
+            for name, seq, sid in session.execute(
+                select(Collection.name, Snapshot.sequence, Snapshot.id).join(Snapshot.collection)
+            )
+        }
+    for digest, manifest in sorted(candidates.items()):
+        where = f"{manifest.collection} #{manifest.sequence}"
+        if digest in logged:
+            report.problems.append(
+                Problem(
+                    "snapshot-removed",
+                    f"the manifest of {where} is in the store and the custody log records it "
+                    "as archived, but the index does not list it",
+                    snapshot=digest,
+                )
+            )
+            continue
+        holder = positions.get((manifest.collection, manifest.sequence))
+        reason = (
+            f"a manifest of {where} that the index does not list (the position is held by "
+            f"snapshot {holder}) and the custody log does not name: left by an archive "
+            "interrupted before its commit"
+            if holder
+            else f"a manifest of {where} that neither the index nor the custody log lists: "
+            "left by an archive interrupted before its commit, or a snapshot removed together "
+            "with its custody entries"
+        )
+        report.unchecked.append(Unchecked(f"manifest {digest}", "index", reason, digest))
+
+
+def _read_manifest(objects: ObjectStore, digest: str) -> Manifest | None:
+    """The object as one of our manifests, or None when it is something else."""
+    try:
+        with objects.open(digest) as stream:
+            head = stream.read(_MAX_MANIFEST_BYTES + 1)
+    except (EvidenceError, OSError):
+        return None  # unreadable: `store sweep` lists it; it cannot be judged here
+    if len(head) > _MAX_MANIFEST_BYTES or not head.startswith(b"{"):
+        return None
+    try:
+        return parse_manifest(head)
+    except ManifestError:
+        return None

@@ -10,14 +10,19 @@ from evidence_store.errors import EvidenceError
 from evidence_store.index import Index
 from evidence_store.objects import ObjectStore
 from evidence_store.queries import resolve_snapshot, snapshot_info
-from exhibits.wacz import export_wacz
+from exhibits.wacz import export_wacz, output_problem
 from schemas import format_rfc3339
 
 
 def export_snapshots_wacz(
-    objects: ObjectStore, index: Index, refs: list[str], out: Path, *, title: str | None = None
+    objects: ObjectStore, index: Index, refs: list[str], output: Path, *, title: str | None = None
 ) -> tuple[Path, list[str]]:
-    """Write the WARCs of the given snapshots into one WACZ; returns it and the snapshot ids."""
+    """Write the WARCs of the given snapshots into one WACZ; returns it and the snapshot ids.
+
+    A missing output folder is an ``EvidenceError`` naming it, raised before anything is read.
+    """
+    if (problem := output_problem(output)) is not None:
+        raise EvidenceError(problem)
     with index.session() as session:
         infos = [snapshot_info(resolve_snapshot(session, ref)) for ref in refs]
     work = Path(tempfile.mkdtemp(prefix="evidence-wacz-"))
@@ -51,10 +56,10 @@ def export_snapshots_wacz(
         export_wacz(
             warcs,
             pages,
-            out,
+            output,
             title=title or f"dsa-evidence export of {len(infos)} snapshot(s)",
             description="Snapshots: " + ", ".join(i.id for i in infos),
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return out, [i.id for i in infos]
+    return output, [i.id for i in infos]

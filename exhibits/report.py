@@ -16,7 +16,7 @@ from typing import Any
 
 from evidence_store.errors import EvidenceError
 from evidence_store.manifest import software_versions
-from evidence_store.verify import VerifyReport
+from evidence_store.verify import ARCHIVED_ANCHORS_NOTE, VerifyReport
 
 CHECKS = """\
 What was checked, for every snapshot in scope:
@@ -33,9 +33,15 @@ What was checked, for every snapshot in scope:
      whether the token claims to be an eIDAS qualified time-stamp (ETSI EN 319 422: a claim
      signed by the TSA; its qualified status is for the EU Trusted List to confirm);
      with CRLs listed below, that no certificate of the TSA's chain was revoked at the
-     token's time (nor ever for key compromise);
+     token's time (nor ever for key compromise); tokens are checked against the trust
+     anchors supplied to the verifier, else against those archived with the tokens (each
+     token's line says which, with the anchor's SHA-256 fingerprint);
   6. with --all, the custody log: every entry's hash and link to the one before, and every
-     timestamped head still present with the hash its token covers."""
+     timestamped head still present with the hash its token covers; the index against the
+     log (every archived snapshot still indexed, every snapshot logged, each collection's
+     head and length as logged); every manifest in the object store listed by the index.
+What could not be checked (no trust anchor, no CRL, no token) is listed under "Not checked":
+a result of plain "OK" means nothing was left unchecked."""
 
 BY_HAND = """\
 Redoing the checks without this software (see docs/timestamps.md and docs/keys.md):
@@ -75,7 +81,14 @@ def _file_lines(paths: tuple[Path, ...], missing: str) -> list[str]:
 
 def render_text(report: VerifyReport, context: ReportContext) -> str:
     """The report as plain text (UTF-8), for people."""
-    verdict = "OK: no problems found" if report.ok else f"{len(report.problems)} PROBLEM(S) FOUND"
+    if report.complete:
+        verdict = "OK: no problems found, nothing left unchecked"
+    elif report.ok:
+        verdict = f"OK with {len(report.unchecked)} UNCHECKED: no problems found, see Not checked"
+    else:
+        verdict = f"{len(report.problems)} PROBLEM(S) FOUND"
+        if report.unchecked:
+            verdict += f", {len(report.unchecked)} unchecked"
     versions = software_versions()
     lines = [
         "VERIFICATION REPORT (dsa-evidence)",
@@ -89,8 +102,14 @@ def render_text(report: VerifyReport, context: ReportContext) -> str:
         f"Object store:  {context.object_store}",
         "Software:      "
         + ", ".join(f"{name} {version}" for name, version in sorted(versions.items())),
-        "TSA trust anchors:",
-        *_file_lines(context.trust_anchors, "none configured: timestamp tokens were not checked"),
+        f"Required:      {', '.join(report.require) or 'nothing beyond the default checks'}",
+        "TSA trust anchors supplied:",
+        *_file_lines(
+            context.trust_anchors,
+            "none: tokens were checked against the anchors archived with them, if any",
+        ),
+        "TSA trust anchors used:",
+        *_anchor_lines(report),
         "Revocation lists (CRLs):",
         *_file_lines(context.crls, "no CRL files configured"),
         *[f"  archived: {line}" for line in context.archived_crls],
@@ -113,9 +132,13 @@ def render_text(report: VerifyReport, context: ReportContext) -> str:
         ]
     lines += ["", "Problems"]
     lines += [f"  - {problem}" for problem in report.problems] or ["  none"]
+    lines += ["", "Not checked"]
+    lines += [f"  - {item}" for item in report.unchecked] or ["  nothing"]
     lines += ["", "Snapshots"]
     for result in report.results:
         status = "ok" if not result["problems"] else f"{result['problems']} problem(s)"
+        if result.get("unchecked"):
+            status += f", {result['unchecked']} unchecked"
         lines.append(
             f"  {result['snapshot']}  {result['collection']} #{result['sequence']}  "
             f"captured {result['captured_at']}  {result['artifacts']} artifact(s), "
@@ -126,12 +149,30 @@ def render_text(report: VerifyReport, context: ReportContext) -> str:
             lines.append(
                 f"      timestamp {stamp['gen_time']} by {stamp['tsa']} ({stamp['via']}{claim})"
             )
+            if anchor := stamp.get("anchor"):
+                lines.append(
+                    f"        trust anchor ({anchor['source']}): {anchor['subject']}, "
+                    f"sha256 fingerprint {anchor['fingerprint']}"
+                )
             lines += [f"        revocation: {said}" for said in stamp.get("revocation", [])]
             lines += [f"        renewed: {when}" for when in stamp.get("renewed", [])]
         if not result["timestamps"]:
             lines.append("      no verified timestamp")
     lines += ["", CHECKS, "", BY_HAND, ""]
     return "\n".join(lines)
+
+
+def _anchor_lines(report: VerifyReport) -> list[str]:
+    if not report.anchors:
+        return ["  none: no token was verified"]
+    lines = [
+        f"  {a['source']}: {a['subject']}, sha256 fingerprint {a['fingerprint']} "
+        f"({a['tokens']} token(s))"
+        for a in report.anchors
+    ]
+    if report.archived_anchors_only:
+        lines.append(f"  NOTE: tokens marked 'archived' were {ARCHIVED_ANCHORS_NOTE}.")
+    return lines
 
 
 def _file_entries(paths: tuple[Path, ...]) -> list[dict[str, str]]:
@@ -157,6 +198,7 @@ def render_json(report: VerifyReport, context: ReportContext) -> str:
         **report.to_dict(),
     }
     data["problems"] = [{**vars(p), "text": str(p)} for p in report.problems]
+    data["unchecked"] = [{**vars(u), "text": str(u)} for u in report.unchecked]
     return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
 
 

@@ -53,6 +53,7 @@ from typing import Any
 from cdxj_indexer.main import CDXJIndexer
 from warcio.archiveiterator import ArchiveIterator
 
+from evidence_store.support import fsync_dir
 from schemas.time import format_rfc3339, parse_rfc3339, utc_now
 
 WACZ_VERSION = "1.1.1"
@@ -212,6 +213,20 @@ def _verify(path: Path, resources: Sequence[Mapping[str, Any]], datapackage: byt
                 )
 
 
+def output_problem(out: Path) -> str | None:
+    """Why ``out`` cannot be written as a new file (its folder is missing), or None.
+
+    Checked before any work: the file is built beside ``out`` under a temporary name, and a
+    missing folder would otherwise be reported late, naming that temporary file.
+    """
+    folder = Path(out).absolute().parent
+    if not folder.exists():
+        return f"cannot write {out}: the folder {folder} does not exist"
+    if not folder.is_dir():
+        return f"cannot write {out}: {folder} is not a folder"
+    return None
+
+
 def export_wacz(
     warc_paths: Sequence[Path],
     pages: Sequence[Mapping[str, Any]],
@@ -226,11 +241,14 @@ def export_wacz(
     ``ts`` is a datetime or an RFC 3339 string; a page may also give an ``id`` and further
     keys, which are kept. The first page is the main page. Raises ``WaczError`` for a WARC
     that fails its digests, a page URL that no WARC record targets, or two WARCs with the same
-    file name, and ``FileExistsError`` if ``out`` exists. Returns ``out``.
+    file name or a missing output folder, and ``FileExistsError`` if ``out`` exists. Returns
+    ``out``.
     """
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists: an exhibit is never overwritten")
+    if (problem := output_problem(out)) is not None:
+        raise WaczError(problem)
     if not warc_paths:
         raise WaczError("a WACZ needs at least one WARC file")
     when = (created or utc_now()).astimezone(UTC)
@@ -293,15 +311,7 @@ def export_wacz(
             os.fsync(raw.fileno())
         _verify(partial, resources, datapackage)
         os.link(partial, out)  # fails if out appeared meanwhile: never overwrite
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     finally:
         partial.unlink(missing_ok=True)
     return out
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

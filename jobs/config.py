@@ -164,7 +164,7 @@ class TimestampConfig(BaseModel):
     @field_validator("crls")
     @classmethod
     def _crls(cls, value: list[Path]) -> list[Path]:
-        from evidence_store.timestamps.verify import load_crls
+        from evidence_store.timestamps.tokens import load_crls
 
         for path in value:
             if not path.expanduser().is_file():
@@ -207,8 +207,32 @@ class Settings(BaseSettings):
     verify_workers: int = Field(
         default=os.cpu_count() or 2, ge=1, le=256, description="threads hashing in parallel"
     )
+    allow_private: bool = Field(
+        default=False,
+        description="let captures reach loopback, link-local and private addresses "
+        "(fixture sites, intranets); refused by default",
+    )
     s3: S3Settings = Field(default_factory=S3Settings)
     timestamps: TimestampConfig = Field(default_factory=TimestampConfig)
+    sources: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per-source settings by source name ([sources.NAME]; `evidence sources show`)",
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if not value:
+            return value
+        from jobs.sources import SourceError, get_source, normalise_configured, validate_settings
+
+        try:
+            merged = normalise_configured(value)
+            for name, values in merged.items():
+                validate_settings(get_source(name), values)
+        except SourceError as exc:
+            raise ValueError(str(exc)) from None
+        return merged
 
     @field_validator("db_url", "store_url")
     @classmethod
@@ -248,6 +272,20 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.data_path / "keys"
+
+    def timestamp_mode(self, source: str | None) -> str:
+        """How a source's runs are timestamped: [timestamps] sources, else an explicit
+        [timestamps] mode, else what the source declares (``snapshot`` or ``merkle``)."""
+        if source is not None and source in self.timestamps.sources:
+            return self.timestamps.sources[source]
+        if source is None or "mode" in self.timestamps.model_fields_set:
+            return self.timestamps.mode
+        from jobs.sources import SourceError, get_source
+
+        try:
+            return get_source(source).timestamp_mode
+        except SourceError:  # a name given with --source that is no registered source
+            return self.timestamps.mode
 
     def timestamp_settings(self) -> Any:
         """The timestamping configuration as the evidence store takes it."""
@@ -299,6 +337,20 @@ class Settings(BaseSettings):
         data["store_url"] = self.object_store_url
         for key in ("access_key", "secret_key"):
             data["s3"][key] = "********" if getattr(self.s3, key) is not None else None
+        for url, auth in data["timestamps"]["tsa_auth"].items():
+            if auth.get("password") is not None:
+                data["timestamps"]["tsa_auth"][url]["password"] = "********"
+        if self.sources:
+            from jobs.sources import describe, get_source
+
+            data["sources"] = {
+                name: {
+                    s["name"]: s["value"]
+                    for s in describe(get_source(name), values)["settings"]
+                    if s["configured"]
+                }
+                for name, values in self.sources.items()
+            }
         return data
 
 
@@ -333,12 +385,26 @@ def _known_variables() -> set[str]:
     return known
 
 
+def _known_source_variable(key: str) -> bool:
+    from jobs.sources import SourceError, get_source
+
+    name, _, setting = key.removeprefix(f"{ENV_PREFIX}SOURCES__").partition("__")
+    try:
+        spec = get_source(name.lower())
+    except SourceError:
+        return False
+    return setting.lower() in spec.settings.model_fields
+
+
 def _check_environment() -> None:
     # A misspelt variable would otherwise be ignored silently, and the archive written elsewhere.
+    known = _known_variables()
     unknown = sorted(
         key
         for key in os.environ
-        if key.upper().startswith(ENV_PREFIX) and key.upper() not in _known_variables()
+        if key.upper().startswith(ENV_PREFIX)
+        and key.upper() not in known
+        and not (key.upper().startswith(f"{ENV_PREFIX}SOURCES__") and _known_source_variable(key))
     )
     if unknown:
         raise ConfigError(

@@ -53,6 +53,8 @@ def demo_tsa_env(tsa: LocalTSA) -> dict[str, str]:
     cas.mkdir(parents=True, exist_ok=True)
     (cas / f"ca-{len(list(cas.glob('ca-*.pem'))) + 1:04d}.pem").write_bytes(tsa.ca_pem)
     return {
+        # The fixture site and the TSA listen on 127.0.0.1, which captures refuse by default.
+        "EVIDENCE_ALLOW_PRIVATE": "true",
         "EVIDENCE_TIMESTAMPS__TSA_URLS": json.dumps([tsa.url]),
         "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps(sorted(map(str, cas.glob("ca-*.pem")))),
         # Bulk sources take one token per run over a Merkle tree of their snapshots.

@@ -12,6 +12,7 @@ from schemas.evidence import (
     SignerInfo,
     SnapshotInfo,
 )
+from schemas.source import CollectContext, SourceSettings, SourceSpec, secret_fields
 from schemas.time import UtcDateTime, format_rfc3339, parse_rfc3339, utc_now
 
 __all__ = [
@@ -19,11 +20,15 @@ __all__ = [
     "Capture",
     "CaptureArtifact",
     "CaptureOutcome",
+    "CollectContext",
     "Manifest",
     "SignerInfo",
     "SnapshotInfo",
+    "SourceSettings",
+    "SourceSpec",
     "UtcDateTime",
     "format_rfc3339",
     "parse_rfc3339",
+    "secret_fields",
     "utc_now",
 ]

@@ -16,5 +16,6 @@ class CaptureOutcome(BaseModel):
     status: int | None = None
     final_url: str | None = None
     snapshot: str | None = None
+    sequence: int | None = None  # the snapshot's place in its collection's chain
     error: str | None = None
     artifacts: list[ArtifactEntry] = []

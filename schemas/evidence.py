@@ -105,6 +105,12 @@ class CaptureArtifact(BaseModel):
     media_type: str = Field(default="application/octet-stream", min_length=3, max_length=255)
     path: Path | None = None
     data: bytes | None = None
+    sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_HEX,
+        description="the digest the bytes must have (a file hashed before it was handed over): "
+        "the store refuses other bytes, so a file that changed in between is never archived",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> CaptureArtifact:

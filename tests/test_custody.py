@@ -72,10 +72,11 @@ def test_untouched_log_verifies_with_its_anchor(tsa_env: dict[str, str], tmp_pat
     ingest(tsa_env, tmp_path)
     report = json.loads(run_cli("custody", "verify", "--json", env=tsa_env, check=True).stdout)
     assert report["ok"] and report["anchors_verified"] == 1
-    # archived x2, timestamped x2, custody-anchored
-    assert report["entries"] == 5
+    # archived x2, trust-anchor-archived (the TSA's CA, first seen), timestamped x2,
+    # custody-anchored
+    assert report["entries"] == 6
     anchored = json.loads(run_cli("custody", "anchor", "--json", env=tsa_env, check=True).stdout)
-    assert anchored["entry"] == 6  # the verification above was logged, then anchored
+    assert anchored["entry"] == 7  # the verification above was logged, then anchored
     assert custody_problems(tsa_env) == []
 
 
@@ -178,7 +179,10 @@ def test_verify_writes_a_report_once_and_logs_its_digest(
         assert data["trust_anchors"][0]["sha256"]
     else:
         report = body.decode()
-        assert "Result:        OK: no problems found" in report
+        # No CRL is configured or archived here: the TSA certificates' revocation status of
+        # the two snapshot tokens and the custody head's token is left unchecked, and said.
+        assert "Result:        OK with 3 UNCHECKED: no problems found" in report
+        assert report.count("revocation not checked") == 3
         for snapshot in ids:
             assert snapshot in report
         assert "timestamp 20" in report and "openssl ts -verify" in report

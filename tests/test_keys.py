@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from evidence_store.archive import SIGNATURE_MEDIA_TYPE, EvidenceStore, archive, put_verified
+from evidence_store.archive import (
+    SIGNATURE_MEDIA_TYPE,
+    EvidenceStore,
+    archive,
+    archive_many,
+    put_verified,
+)
 from evidence_store.errors import EvidenceError, SigningKeyError
 from evidence_store.index import CustodyEvent, Index, SigningKey, Snapshot
 from evidence_store.keys import (
@@ -479,3 +485,99 @@ def test_rotation_on_every_store(store: ObjectStore, tmp_path: Path) -> None:
         assert result.problems == [] and _run_readme_commands(tmp_path / "export") == 1 + 2 + 2
     finally:
         index.dispose()
+
+
+# -- keys outside the endorsed history ------------------------------------------------------
+def stored_objects(evidence: EvidenceStore) -> set[str]:
+    return set(evidence.objects.iter_digests())
+
+
+def test_a_replaced_key_file_is_refused_before_anything_is_written(
+    evidence: EvidenceStore, tmp_path: Path
+) -> None:
+    folder = keys_dir(evidence, tmp_path)
+    genesis = evidence.signer.info
+    first = archive(evidence, capture(1))
+    original = (folder / KEY_FILE).read_bytes()
+    intruder = Signer.load_or_create(tmp_path / "intruder")
+    (folder / KEY_FILE).write_bytes(intruder.private_key_pem())
+
+    signer = load_signer(folder, evidence.index)
+    assert signer.info == intruder.info
+    # The public key file is derived from the key file: it never names another key.
+    assert (folder / PUBLIC_KEY_FILE).read_bytes() == public_key_pem(intruder.info)
+
+    before = stored_objects(evidence)
+    replaced = with_signer(evidence, signer)
+    for attempt in (
+        lambda: archive(replaced, capture(2)),
+        lambda: list(archive_many(replaced, [capture(3), capture(4)])),
+        lambda: rotate(evidence, tmp_path, "adopt the replaced key"),
+    ):
+        with pytest.raises(SigningKeyError) as refused:
+            attempt()
+        message = str(refused.value)
+        assert intruder.info.fingerprint in message and "evidence keys rotate" in message
+        assert genesis.fingerprint in message  # the key the index expects
+    assert stored_objects(evidence) == before
+    assert not (folder / PENDING_KEY_FILE).exists()
+    with evidence.index.session() as session:
+        assert [k.fingerprint for k in list_keys(session)] == [genesis.fingerprint]
+        assert list(session.scalars(select(Snapshot.id))) == [first.id]
+
+    # Putting the endorsed key back is all it takes.
+    (folder / KEY_FILE).write_bytes(original)
+    restored = load_signer(folder, evidence.index)
+    assert (folder / PUBLIC_KEY_FILE).read_bytes() == public_key_pem(genesis)
+    archive(with_signer(evidence, restored), capture(5))
+    assert verify(evidence.objects, evidence.index, custody_log=True).ok
+
+
+def test_only_an_empty_index_takes_a_first_key(evidence: EvidenceStore, tmp_path: Path) -> None:
+    """Two machines with different keys on one new index: the first to commit is the genesis."""
+    other = with_signer(evidence, Signer.load_or_create(tmp_path / "other-machine"))
+    archive(other, capture(1))
+    with pytest.raises(SigningKeyError, match="not in the endorsed key history"):
+        archive(evidence, capture(2))
+
+
+def test_manifests_of_a_key_outside_the_endorsed_history_are_reported(
+    evidence: EvidenceStore, tmp_path: Path
+) -> None:
+    genesis = evidence.signer.info
+    good = archive(evidence, capture(1))
+    # The state older versions left when a key file was replaced: a second key, endorsed by
+    # nobody, trusted by the index, with a manifest it signed. Built here by letting the key
+    # in as if endorsed, then removing the endorsement.
+    intruder = Signer.load_or_create(tmp_path / "intruder")
+    with evidence.index.writing() as session:
+        first_key = session.get(SigningKey, genesis.fingerprint)
+        assert first_key is not None
+        session.add(
+            SigningKey(
+                fingerprint=intruder.info.fingerprint,
+                algorithm=intruder.info.algorithm,
+                public_key=intruder.info.public_key,
+                created_at=first_key.created_at + timedelta(seconds=1),
+                endorsed_by=genesis.fingerprint,
+                endorsement_sha256="0" * 64,
+            )
+        )
+    late = archive(with_signer(evidence, intruder), capture(2))
+    with evidence.index.writing() as session:
+        session.execute(
+            update(SigningKey)
+            .where(SigningKey.fingerprint == intruder.info.fingerprint)
+            .values(endorsed_by=None, endorsement_sha256=None)
+        )
+
+    report = verify(evidence.objects, evidence.index)
+    assert [(p.kind, p.snapshot) for p in report.problems] == [("key-unendorsed", late.id)]
+    assert intruder.info.fingerprint in report.problems[0].message
+    assert verify(evidence.objects, evidence.index, [good.id]).ok
+    problems = history_problems(evidence)
+    assert len(problems) == 1 and "not in the endorsed key history" in problems[0], problems
+    # The genesis key's line goes on; the stray key cannot sign anything more.
+    with pytest.raises(SigningKeyError, match="not in the endorsed key history"):
+        archive(with_signer(evidence, intruder), capture(3))
+    archive(evidence, capture(4))

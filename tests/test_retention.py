@@ -20,20 +20,12 @@ from sqlalchemy import select, update
 
 from evidence_store.archive import EvidenceStore, archive
 from evidence_store.errors import EvidenceError, SnapshotNotFound
+from evidence_store.holds import HoldError, list_holds, release_hold, set_hold, sync_holds
 from evidence_store.index import Index
 from evidence_store.index.models import CustodyEvent, Snapshot
 from evidence_store.objects import LocalStore, ObjectStore, object_key
 from evidence_store.objects.base import ObjectLocked
-from evidence_store.retention import (
-    HoldError,
-    apply_retention,
-    list_holds,
-    release_hold,
-    retention_status,
-    set_hold,
-    set_retention,
-    sync_holds,
-)
+from evidence_store.retention import apply_retention, retention_status, set_retention
 from evidence_store.signing import Signer
 from evidence_store.verify import verify
 from schemas import Capture, CaptureArtifact, utc_now

@@ -138,9 +138,10 @@ def test_sweep_counts_tokens_as_referenced(env: dict[str, str]) -> None:
     run_cli("ingest", str(SAMPLE), env=env, check=True)
     report = json.loads(run_cli("store", "sweep", "--json", env=env, check=True).stdout)
     assert report["orphans"] == []
-    # artifact, manifest, signature, the snapshot's token, the custody head's token, and the
-    # TSA's certificate chain (one object: both tokens carry the same chain)
-    assert report["referenced"] == 6
+    # artifact, manifest, signature, the snapshot's token, the custody head's token, the
+    # TSA's certificate chain (one object: both tokens carry the same chain), and the
+    # archived trust anchor (the TSA's CA)
+    assert report["referenced"] == 7
 
 
 def test_tokens_from_two_tsas_are_kept_and_each_verified(

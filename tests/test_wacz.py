@@ -26,6 +26,10 @@ from pathlib import Path
 import pytest
 
 from crawlers.warc import CaptureWarc
+from evidence_store.errors import EvidenceError
+from evidence_store.index import Index
+from evidence_store.objects import LocalStore
+from exhibits.export import export_snapshots_wacz
 from exhibits.wacz import WaczError, export_wacz
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,6 +214,34 @@ def test_export_refuses_what_would_make_a_bad_exhibit(exhibit: Exhibit, tmp_path
     with pytest.raises(WaczError, match="at least one WARC"):
         export_wacz([], [page], tmp_path / "d.wacz", **kwargs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tampered.warc.gz"]  # no leftovers
+
+
+def test_a_missing_output_folder_is_named_before_any_work(exhibit: Exhibit, tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    page = {"url": exhibit.url, "title": "t", "ts": WHEN}
+    with pytest.raises(WaczError) as refused:
+        export_wacz([exhibit.warc], [page], missing / "x.wacz", title="t", description="d")
+    assert f"the folder {missing} does not exist" in str(refused.value)
+    assert ".partial" not in str(refused.value)
+
+    # Through the archive: the folder is checked before the index is read (the snapshot named
+    # here does not exist, and that is not what is reported).
+    index = Index(f"sqlite:///{tmp_path / 'index.sqlite'}")
+    try:
+        objects = LocalStore(tmp_path / "objects")
+        with pytest.raises(EvidenceError) as refused_too:
+            export_snapshots_wacz(objects, index, ["0" * 64], output=missing / "x.wacz")
+        assert (
+            str(refused_too.value)
+            == f"cannot write {missing / 'x.wacz'}: the folder {missing} does not exist"
+        )
+        # A file where the folder should be is named too.
+        (tmp_path / "file").write_text("")
+        with pytest.raises(EvidenceError, match="is not a folder"):
+            export_snapshots_wacz(objects, index, ["0" * 64], output=tmp_path / "file" / "x.wacz")
+    finally:
+        index.dispose()
+    assert not missing.parent.exists()
 
 
 def test_wacz_validate_accepts_the_export_and_rejects_a_changed_one(

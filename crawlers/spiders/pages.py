@@ -1,9 +1,9 @@
-"""`pages`: capture a list of URLs, each as one snapshot.
+"""`pages`: capture a list of URLs, each as one snapshot (registered as the source `pages`).
 
-Arguments (``-a`` on the command line, keywords from `evidence capture`):
-``urls`` (a list, or a string of URLs separated by whitespace), ``urls_file`` (one URL per
-line, ``#`` comments), ``mode`` (``http``; ``browser`` renders with Chromium),
-``obey_robots`` (default true).
+Settings (``[sources.pages]``, ``-a`` on the command line, options of `evidence capture`):
+``urls`` (a list), ``urls_file`` (one URL per line, ``#`` comments), ``mode`` (``http``;
+``browser`` renders with Chromium), ``obey_robots`` (default true), ``timeout`` and
+``max_bytes`` per request. See ``PagesSettings``.
 
 Browser mode needs the Playwright settings that ``crawlers.runner.capture_settings`` adds for
 it (``evidence capture --browser``); the capture itself is in ``crawlers/browser.py``.
@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urljoin, urlsplit
 
 import scrapy
+from pydantic import Field, model_validator
 from scrapy.crawler import Crawler
+from scrapy.exceptions import CannotResolveHostError
 from scrapy.http import Response
 from twisted.internet.error import (
     ConnectionLost,
@@ -29,8 +32,10 @@ from twisted.python.failure import Failure
 
 from crawlers.detect import looks_like_login_wall
 from crawlers.items import PageCapture
-from crawlers.middlewares import EXCHANGES
-from schemas import utc_now
+from crawlers.middlewares import EXCHANGES, RequestRefused
+from crawlers.resolver import policy_resolver
+from crawlers.urls import PRIVATE_ADDRESS, UNSUPPORTED_SCHEME, AddressPolicy, url_problem
+from schemas import SourceSettings, SourceSpec, utc_now
 
 STARTED_AT = "evidence_started_at"
 REQUESTED = "evidence_requested_url"  # survives redirects: meta is copied to each hop
@@ -57,6 +62,8 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
     from twisted.internet.error import SSLError
 
     exc = failure.value
+    if isinstance(exc, RequestRefused):
+        return exc.refusal.outcome, exc.refusal.message
     message = f"{type(exc).__name__}: {exc}".strip()
     text = str(exc).lower()
     kind = type(exc).__name__
@@ -64,7 +71,14 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
         return "timeout", message
     if kind == "DownloadCancelledError" and "max size" in text:
         return "too-large", message
-    if isinstance(exc, DNSLookupError):
+    if isinstance(exc, DNSLookupError | CannotResolveHostError):
+        # The resolver answers "no address" for a name it refused: say why.
+        resolver = policy_resolver()
+        request = getattr(failure, "request", None)
+        host = urlsplit(request.url).hostname if request is not None else None
+        refusal = resolver.refusal(host) if resolver is not None and host else None
+        if refusal is not None:
+            return PRIVATE_ADDRESS, refusal
         return "dns-error", message
     if isinstance(exc, TimeoutError | TCPTimedOutError):
         return "timeout", message
@@ -105,10 +119,12 @@ class PagesSpider(scrapy.Spider):
         self.mode = mode
         self.obey_robots = str(obey_robots).lower() not in ("0", "false", "no")
         self.robots_exchanges: list = []
+        self.policy = AddressPolicy()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> PagesSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
+        spider.policy = AddressPolicy.from_settings(crawler.settings)
         if spider.mode == "browser":
             from crawlers.browser import PLAYWRIGHT_HANDLER, BrowserCapture
 
@@ -121,9 +137,22 @@ class PagesSpider(scrapy.Spider):
             spider.browser = BrowserCapture(crawler.settings)
         return spider
 
-    async def start(self) -> AsyncIterator[scrapy.Request]:
+    async def start(self) -> AsyncIterator[scrapy.Request | PageCapture]:
         for url in self.start_urls_list:
-            if self.browser is None:
+            refused = url_problem(url, policy=self.policy)
+            if refused is not None:
+                # No request, no browser context: the URL's outcome goes straight to the
+                # pipeline, which reports it like any other (nothing to archive).
+                now = utc_now()
+                yield PageCapture(
+                    requested_url=refused.url,
+                    mode=self.mode,
+                    outcome=refused.outcome,
+                    started_at=now,
+                    finished_at=now,
+                    error=refused.message,
+                )
+            elif self.browser is None:
                 yield self.make_request(url)
             else:
                 # One page per browser context at a time: wait here for a free one, so that
@@ -177,7 +206,16 @@ class PagesSpider(scrapy.Spider):
     def parse(self, response: Response) -> Iterator[PageCapture]:
         exchanges = response.meta.get(EXCHANGES, [])
         outcome = "archived"
-        if exchanges and looks_like_login_wall(response.body):
+        error = None
+        location = response.headers.get("Location") if 300 <= response.status < 400 else None
+        target = urljoin(response.url, location.decode("latin-1")) if location else None
+        if target is not None and urlsplit(target).scheme.lower() not in ("http", "https"):
+            # Scrapy does not follow such a redirect; the redirect itself is archived, and the
+            # outcome says that the page it points to (a local file, say) was not fetched.
+            outcome = UNSUPPORTED_SCHEME
+            scheme = urlsplit(target).scheme.lower() or "?"
+            error = f"redirect to a {scheme}: URL not followed: only http and https are captured"
+        elif exchanges and looks_like_login_wall(response.body):
             outcome = "login-wall"
         yield PageCapture(
             requested_url=response.meta.get(REQUESTED, response.url),
@@ -188,6 +226,7 @@ class PagesSpider(scrapy.Spider):
             exchanges=exchanges,
             final_url=response.url,
             status=response.status,
+            error=error,
         )
 
     def failed(self, failure: Failure) -> Iterator[PageCapture]:
@@ -207,3 +246,53 @@ class PagesSpider(scrapy.Spider):
             status=exchanges[-1].status if exchanges else None,
             error=message,
         )
+
+
+class PagesSettings(SourceSettings):
+    """The `pages` source: a list of URLs (a watchlist in evidence.toml, or given per run)."""
+
+    urls: list[str] = Field(default_factory=list, description="URLs to capture, one snapshot each")
+    urls_file: Path | None = Field(
+        default=None, description="a file with one URL per line (# comments)"
+    )
+    mode: Literal["http", "browser"] = Field(
+        default="http", description="http, or browser: rendered by Chromium (screenshot, PDF, DOM)"
+    )
+    obey_robots: bool = Field(default=True, description="obey robots.txt (archived either way)")
+    timeout: float = Field(default=30, ge=1, le=3600, description="seconds allowed per request")
+    max_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024, description="largest response accepted, in bytes"
+    )
+
+    @model_validator(mode="after")
+    def _some_urls(self) -> PagesSettings:
+        if self.urls_file is not None:
+            try:
+                self.urls = read_urls(self.urls, str(self.urls_file))
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                raise ValueError(f"cannot read urls_file {self.urls_file}: {reason}") from None
+            self.urls_file = None
+        if not self.urls:
+            raise ValueError("no URLs to capture: give URLs (urls, -a url=…) or a urls_file")
+        return self
+
+    def uses_browser(self, default: bool) -> bool:
+        return self.mode == "browser"
+
+    def scrapy_settings(self) -> dict[str, Any]:
+        return {"DOWNLOAD_TIMEOUT": self.timeout, "DOWNLOAD_MAXSIZE": self.max_bytes}
+
+    def spider_arguments(self) -> dict[str, Any]:
+        return {"urls": list(self.urls), "mode": self.mode, "obey_robots": self.obey_robots}
+
+
+SOURCE = SourceSpec(
+    name="pages",
+    kind="spider",
+    description="public web pages by URL: every exchange into a WARC, plus screenshot, PDF "
+    "and DOM in browser mode",
+    settings=PagesSettings,
+    collection="default",
+    spider=PagesSpider,
+)

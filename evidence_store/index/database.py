@@ -1,9 +1,22 @@
-"""Opening the index database: engines, SQLite pragmas, write locks and schema migrations."""
+"""Opening the index database: engines, SQLite pragmas, write locks and schema migrations.
+
+Several processes may open one index at once (four `evidence ingest` started together on an
+empty data folder). Checking and migrating the schema is serialised between them: SQLite by an
+``flock`` on ``<database>.lock`` beside the file, PostgreSQL by an advisory lock held by the
+migration's transaction; the revision is read again once the lock is held, so only the first
+process migrates and the others find the schema current. Writers then queue on SQLite's write
+lock (``BEGIN IMMEDIATE`` with a busy timeout, retried with back-off should SQLite still answer
+"busy") or on PostgreSQL advisory locks.
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import random
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,12 +25,24 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from evidence_store.errors import IndexError_
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = "schema-migration"  # PostgreSQL advisory lock name (see lock_key)
+BUSY_TIMEOUT_MS = 60000
+# BEGIN IMMEDIATE attempts when SQLite answers "busy" despite the busy timeout (a lock held
+# across it, or WAL recovery by another process); the wait doubles from BUSY_RETRY_DELAY.
+BUSY_RETRIES = 6
+BUSY_RETRY_DELAY = 0.05
 
 
 def redact_url(url: str) -> str:
@@ -44,7 +69,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any, read_only: bool = False
     cursor.execute("PRAGMA foreign_keys=ON")
     # FULL: a commit the CLI reported is on disk, also after a power cut.
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -60,6 +85,32 @@ def lock_key(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
+def _is_busy(exc: OperationalError) -> bool:
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing), held for the block."""
+    try:
+        fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise IndexError_(f"cannot open the schema lock {path}: {exc.strerror}") from None
+        # A folder this user cannot write to: nor can it create or migrate a database there,
+        # so there is nothing to serialise; reading an existing one still works.
+        fd = None
+    if fd is None:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class Index:
     """The SQL index: one engine, sessions handed out per unit of work (never global)."""
 
@@ -71,6 +122,7 @@ class Index:
             raise IndexError_(f"invalid database URL {url!r}: {exc}") from None
         self.dialect = parsed.get_backend_name()
         self.read_only = False
+        self._lock_path: Path | None = None  # SQLite file: where first-use migration locks
         kwargs: dict[str, Any] = {"echo": echo}
         if self.dialect == "sqlite":
             database = parsed.database or ""
@@ -88,7 +140,10 @@ class Index:
                         database=f"file:{Path(database).absolute()}?mode=ro&immutable=1",
                         query={"uri": "true"},
                     )
-            kwargs["connect_args"] = {"timeout": 60}
+                else:
+                    path = Path(database).absolute()
+                    self._lock_path = path.with_name(path.name + ".lock")
+            kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000}
         elif self.dialect == "postgresql" and parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
             kwargs["pool_pre_ping"] = True
@@ -133,19 +188,49 @@ class Index:
         assert head is not None
         return head
 
+    @contextmanager
+    def _schema_guard(self) -> Iterator[None]:
+        # Between processes: a SQLite file's lock file. PostgreSQL needs nothing here, its
+        # migration transaction takes an advisory lock (upgrade).
+        if self._lock_path is None:
+            yield
+            return
+        with _file_lock(self._lock_path):
+            yield
+
     def upgrade(self) -> str:
-        """Apply every pending migration; returns the revision the database is now at."""
+        """Apply every pending migration; returns the revision the database is now at.
+
+        Safe to run from several processes at once: one migrates, the others wait for it and
+        then find nothing left to do.
+        """
+        with self._schema_guard():
+            self._upgrade()
+        return self.head_revision()
+
+    def _upgrade(self) -> None:
         from alembic import command
 
         config = self._alembic_config()
         try:
-            with self.engine.begin() as conn:
-                config.attributes["connection"] = conn
-                command.upgrade(config, "head")
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    # The write lock from the start: a deferred transaction that reads the
+                    # version table and then writes could fail "busy" without waiting.
+                    conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    if self.dialect == "postgresql":
+                        # Held until this transaction ends; Alembic reads the version table
+                        # after it is granted, so a second upgrade finds the schema current.
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:k)"),
+                            {"k": lock_key(MIGRATION_LOCK)},
+                        )
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
         except SQLAlchemyError as exc:
             raise IndexError_(self._describe_error("migrate", exc)) from None
         self._checked = True
-        return self.head_revision()
 
     def ensure_schema(self) -> None:
         """Check the schema is current; a new, empty SQLite file is migrated (auto_migrate).
@@ -156,7 +241,11 @@ class Index:
         if self._checked:
             return
         with self._schema_lock:  # threads of one process must not migrate a new file twice
-            if not self._checked:
+            if self._checked:
+                return
+            # The first connection to a new SQLite file switches it to WAL, which must not
+            # race with another process doing the same: the check runs under the lock too.
+            with self._schema_guard():
                 self._ensure_schema()
 
     def _ensure_schema(self) -> None:
@@ -166,7 +255,7 @@ class Index:
             self._checked = True
             return
         if current is None and self.auto_migrate and self.dialect == "sqlite":
-            self.upgrade()
+            self._upgrade()
             return
         if current is None:
             raise IndexError_(
@@ -213,7 +302,7 @@ class Index:
         session = self._sessions()
         try:
             if self.dialect == "sqlite":
-                session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+                self._begin_immediate(session)
             elif self.dialect == "postgresql":
                 for name in sorted(set(lock_names)):
                     session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(name)})
@@ -227,6 +316,21 @@ class Index:
             raise
         finally:
             session.close()
+
+    def _begin_immediate(self, session: Session) -> None:
+        # The busy timeout makes BEGIN IMMEDIATE wait for the writer ahead; should SQLite still
+        # answer "busy", nothing has happened yet, so beginning again is safe.
+        delay = BUSY_RETRY_DELAY
+        for attempt in range(BUSY_RETRIES):
+            try:
+                session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+                return
+            except OperationalError as exc:
+                if not _is_busy(exc) or attempt == BUSY_RETRIES - 1:
+                    raise
+                session.rollback()
+                time.sleep(delay * (1 + random.random()))  # jitter: waiters do not collide
+                delay *= 2
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -30,6 +30,7 @@ from evidence_store.objects.base import (
     iter_chunks,
     object_key,
 )
+from evidence_store.support import fsync_dir
 
 TMP_DIR = "tmp"
 
@@ -53,15 +54,6 @@ def _write_all(fd: int, view: memoryview) -> int:
 
 
 HEX = set("0123456789abcdef")
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries durable (new files, links, renames)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def describe_os_error(exc: OSError, action: str, path: Path) -> str:

@@ -1,4 +1,4 @@
-"""RFC 3161 trusted timestamps: ask TSAs (client.py), check tokens (verify.py), and Merkle
+"""RFC 3161 trusted timestamps: ask TSAs (client.py), check tokens and CRLs (tokens.py), and Merkle
 trees (merkle.py) so that one timestamp can cover many snapshots.
 
 What is timestamped is a SHA-256 digest, normally the snapshot id (the digest of the manifest
@@ -19,7 +19,7 @@ from evidence_store.timestamps.merkle import (
     merkle_root,
     verify_inclusion,
 )
-from evidence_store.timestamps.verify import (
+from evidence_store.timestamps.tokens import (
     TimestampError,
     TimestampRefused,
     TimestampVerificationError,

@@ -3,7 +3,7 @@
 :func:`request_timestamp` sends one TimeStampReq (SHA-256 imprint, a fresh 64-bit nonce,
 certReq) to each TSA in turn, each with its own time-out, and returns the first answer that is
 a granted token over exactly our digest and nonce, signed by a certificate the token names.
-With ``trust_anchors`` it also runs the full :func:`~evidence_store.timestamps.verify.
+With ``trust_anchors`` it also runs the full :func:`~evidence_store.timestamps.tokens.
 verify_token`, so that an untrusted or expired TSA counts as a failure and the next one is
 tried. If no TSA succeeds, :class:`TimestampError` lists every TSA with its reason.
 :func:`request_timestamps` goes on down the list to collect tokens from several TSAs.
@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from asn1crypto import tsp
 
-from evidence_store.timestamps.verify import (
+from evidence_store.timestamps.tokens import (
     DIGEST_ALGORITHM,
     TimestampError,
     TimestampRefused,
@@ -273,7 +273,7 @@ def request_timestamp(
     answer counts only if it is a granted TimeStampResp whose imprint is our digest, whose
     nonce is ours (with ``nonce``) and which carries the TSA certificate (with ``cert_req``);
     with ``trust_anchors`` (PEM/DER CA certificates) the token must also pass
-    :func:`~evidence_store.timestamps.verify.verify_token`. ``access`` gives the credentials
+    :func:`~evidence_store.timestamps.tokens.verify_token`. ``access`` gives the credentials
     of the TSAs that want them, by URL.
 
     Raises :class:`TimestampError` naming every TSA and why it failed when none succeeded.

@@ -32,7 +32,7 @@ from evidence_store import custody
 from evidence_store.archive import EvidenceStore, put_verified
 from evidence_store.index.models import RevocationList, TimestampRecord
 from evidence_store.objects import ObjectStore
-from evidence_store.timestamps.verify import (
+from evidence_store.timestamps.tokens import (
     TimestampVerificationError,
     load_certificates,
     load_crls,

@@ -6,19 +6,12 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from evidence_store.errors import EvidenceError
-from evidence_store.retention import (
-    HoldOutcome,
-    list_holds,
-    release_hold,
-    set_hold,
-    sync_holds,
-)
-from jobs.cli.common import JsonOption, count_progress, err, out, print_json, short, state
-from jobs.context import open_evidence
+from evidence_store.holds import HoldOutcome
+from jobs import holds
+from jobs.cli.common import ConsoleProgress, JsonOption, err, out, print_json, safe, short, state
 
 hold_app = typer.Typer(
     help="Legal holds: while one is active, nothing of its snapshot or collection is deleted.",
@@ -57,7 +50,7 @@ def _report(outcome: HoldOutcome, verb: str, as_json: bool) -> None:
             }
         )
     else:
-        out.print(f"{verb} {escape(hold.describe())}")
+        out.print(f"{verb} {safe(hold.describe())}")
         if outcome.snapshot_deleted_at:
             err.print(
                 f"[yellow]note:[/] the retention policy deleted this snapshot's artifacts at "
@@ -68,7 +61,7 @@ def _report(outcome: HoldOutcome, verb: str, as_json: bool) -> None:
             out.print(f"store legal hold switched on {outcome.objects} object(s){kept}")
     if outcome.failures:
         for failure in outcome.failures[:5]:
-            err.print(f"[yellow]store:[/] {escape(failure)}")
+            err.print(f"[yellow]store:[/] {safe(failure)}")
         raise EvidenceError(
             f"legal hold #{hold.id} is recorded in the index, but the store's legal hold could "
             f"not be switched on {len(outcome.failures)} object(s); fix the cause and run "
@@ -85,16 +78,9 @@ def hold_set(
     as_json: JsonOption = False,
 ) -> None:
     """Put a legal hold on a snapshot or a collection (S3: legal hold on each of its objects)."""
-    evidence = open_evidence(state.settings)
-    with count_progress("locking objects") as progress:
-        task = progress.add_task("", total=None)
-        outcome = set_hold(
-            evidence,
-            target,
-            reason,
-            kind=_kind(snapshot, collection),
-            progress=lambda n: progress.advance(task, n),
-            on_total=lambda total: progress.update(task, total=total),
+    with ConsoleProgress() as progress:
+        outcome = holds.hold(
+            state.settings, target, reason, kind=_kind(snapshot, collection), progress=progress
         )
     _report(outcome, "set", as_json)
 
@@ -114,17 +100,14 @@ def hold_release(
     as_json: JsonOption = False,
 ) -> None:
     """Release a legal hold; the store's hold is lifted where no other hold covers an object."""
-    evidence = open_evidence(state.settings)
-    with count_progress("unlocking objects") as progress:
-        task = progress.add_task("", total=None)
-        outcome = release_hold(
-            evidence,
+    with ConsoleProgress() as progress:
+        outcome = holds.release(
+            state.settings,
             target,
             reason,
             hold_id=hold_id,
             kind=_kind(snapshot, collection),
-            progress=lambda n: progress.advance(task, n),
-            on_total=lambda total: progress.update(task, total=total),
+            progress=progress,
         )
     _report(outcome, "released", as_json)
 
@@ -135,46 +118,43 @@ def hold_list(
     as_json: JsonOption = False,
 ) -> None:
     """List the active legal holds (with --all, released ones too)."""
-    evidence = open_evidence(state.settings)
-    holds = list_holds(evidence, include_released=all_)
+    found = holds.holds(state.settings, include_released=all_)
     if as_json:
-        print_json([h.to_dict() for h in holds])
+        print_json([h.to_dict() for h in found])
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("#", "target", "collection", "reason", "set (UTC)", "by", "released"):
         table.add_column(column, overflow="fold")
-    for h in holds:
+    for h in found:
         released = "-"
         if h.released_at:
             released = f"{h.released_at} by {h.released_by}: {h.release_reason}"
         table.add_row(
             str(h.id),
             short(h.snapshot) if h.snapshot else "whole collection",
-            escape(h.collection),
-            escape(h.reason),
+            safe(h.collection),
+            safe(h.reason),
             h.set_at,
-            escape(h.set_by),
-            escape(released),
+            safe(h.set_by),
+            safe(released),
         )
     out.print(table)
-    active = sum(1 for h in holds if h.active)
+    active = sum(1 for h in found if h.active)
     out.print(
-        f"{active} active legal hold(s)" + (f", {len(holds) - active} released" if all_ else "")
+        f"{active} active legal hold(s)" + (f", {len(found) - active} released" if all_ else "")
     )
 
 
 @hold_app.command("sync")
 def hold_sync(as_json: JsonOption = False) -> None:
     """Make the store's legal holds agree with the index (new snapshots in held collections)."""
-    evidence = open_evidence(state.settings)
-    with count_progress("syncing holds") as progress:
-        task = progress.add_task("", total=None)
-        result = sync_holds(evidence, progress=lambda n: progress.advance(task, n))
+    with ConsoleProgress() as progress:
+        result = holds.sync(state.settings, progress=progress)
     if as_json:
         print_json(result.__dict__)
     else:
         for failure in result.failures[:5]:
-            err.print(f"[yellow]store:[/] {escape(failure)}")
+            err.print(f"[yellow]store:[/] {safe(failure)}")
         out.print(
             f"store legal hold on for {result.switched_on} object(s), "
             f"off for {result.switched_off}, {len(result.failures)} failure(s)"

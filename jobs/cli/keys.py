@@ -7,14 +7,10 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
-from evidence_store.errors import EvidenceError
-from evidence_store.keys import export_key_history, list_keys, rotate_key
-from evidence_store.signing import KEY_FILE, Signer
-from jobs.cli.common import JsonOption, err, out, print_json, record_custody, short, state
-from jobs.context import open_evidence, open_index
+from jobs import keys
+from jobs.cli.common import JsonOption, err, out, print_json, safe, short, state, warn
 from schemas import format_rfc3339
 
 keys_app = typer.Typer(
@@ -22,20 +18,10 @@ keys_app = typer.Typer(
 )
 
 
-def _local_fingerprint(keys_dir: Path) -> str | None:
-    # Listing must not create a key on a machine that has none yet.
-    path = keys_dir / KEY_FILE
-    return Signer.load(path).info.fingerprint if path.exists() else None
-
-
 @keys_app.command("list")
 def keys_list(as_json: JsonOption = False) -> None:
     """Every key the index trusts, oldest first; the key of this machine is marked."""
-    settings = state.settings
-    index = open_index(settings)
-    with index.session() as session:
-        entries = list_keys(session)
-    local = _local_fingerprint(settings.keys_dir)
+    entries, local = keys.keys(state.settings)
     if as_json:
         print_json([e.to_dict() | {"this_machine": e.fingerprint == local} for e in entries])
         return
@@ -64,13 +50,7 @@ def keys_rotate(
     as_json: JsonOption = False,
 ) -> None:
     """Replace this machine's signing key; the old key endorses the new one and is destroyed."""
-    if not reason or not reason.strip():
-        raise EvidenceError("a key rotation needs --reason (it goes into the custody log)")
-    settings = state.settings
-    evidence = open_evidence(settings)
-    rotation = rotate_key(
-        settings.keys_dir, evidence.objects, evidence.index, actor=settings.actor, reason=reason
-    )
+    rotation = keys.rotate(state.settings, reason=reason)
     if as_json:
         print_json(
             {
@@ -100,24 +80,10 @@ def keys_export(
 
     Exits 1 when the history does not check out; the folder is written anyway.
     """
-    if output.exists():
-        raise EvidenceError(f"{output} exists: an export is never overwritten")
-    settings = state.settings
-    evidence = open_evidence(settings)
-    with evidence.index.session() as session:
-        result = export_key_history(evidence.objects, session, output)
-    record_custody(
-        evidence.index,
-        action="exported",
-        actor=settings.actor,
-        details={
-            "format": "key-history",
-            "folder": str(result.path.absolute()),
-            "keys": result.keys,
-            "sha256sums": result.sha256sums,
-            "problems": len(result.problems),
-        },
-    )
+    exported = keys.export_history(state.settings, output)
+    for message in exported.warnings:
+        warn(message)
+    result = exported.result
     if as_json:
         print_json(
             {
@@ -129,9 +95,9 @@ def keys_export(
         )
     else:
         for problem in result.problems:
-            err.print(f"[red]PROBLEM[/] {escape(problem)}")
+            err.print(f"[red]PROBLEM[/] {safe(problem)}")
         out.print(
-            f"wrote {escape(str(result.path))}: {result.keys} key(s), "
+            f"wrote {safe(str(result.path))}: {result.keys} key(s), "
             f"SHA256SUMS sha256 {result.sha256sums}"
         )
     if result.problems:

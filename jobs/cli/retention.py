@@ -6,13 +6,11 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from evidence_store.errors import EvidenceError
-from evidence_store.retention import apply_retention, retention_status, set_retention
-from jobs.cli.common import JsonOption, count_progress, err, out, print_json, short, state
-from jobs.context import open_evidence
+from jobs import retention
+from jobs.cli.common import ConsoleProgress, JsonOption, err, out, print_json, safe, short, state
 
 retention_app = typer.Typer(
     help="Retention policies: the only way evidence is ever deleted (never under a legal hold).",
@@ -38,16 +36,9 @@ def retention_set(
     """Set a collection's retention policy (S3: objects retained at least that long)."""
     if (days is None) == (not forever):
         raise EvidenceError("give --days N or --forever (one of them)")
-    evidence = open_evidence(state.settings)
-    with count_progress("extending retention") as progress:
-        task = progress.add_task("", total=None)
-        change = set_retention(
-            evidence,
-            collection,
-            None if forever else days,
-            reason,
-            progress=lambda n: progress.advance(task, n),
-            on_total=lambda total: progress.update(task, total=total),
+    with ConsoleProgress() as progress:
+        change = retention.set_policy(
+            state.settings, collection, None if forever else days, reason, progress=progress
         )
 
     def policy(value: int | None) -> str:
@@ -57,14 +48,14 @@ def retention_set(
         print_json(change.__dict__)
     else:
         out.print(
-            f"collection {escape(repr(collection))}: {policy(change.previous_days)} -> "
+            f"collection {safe(repr(collection))}: {policy(change.previous_days)} -> "
             f"{policy(change.days)}"
         )
         if change.objects:
             out.print(f"store retention extended on {change.objects} object(s)")
     if change.failures:
         for failure in change.failures[:5]:
-            err.print(f"[yellow]store:[/] {escape(failure)}")
+            err.print(f"[yellow]store:[/] {safe(failure)}")
         raise EvidenceError(
             f"the policy is recorded, but the store's retention could not be extended on "
             f"{len(change.failures)} object(s)"
@@ -74,8 +65,7 @@ def retention_set(
 @retention_app.command("show")
 def retention_show(as_json: JsonOption = False) -> None:
     """Every collection's policy, with deleted, held and due snapshots."""
-    evidence = open_evidence(state.settings)
-    rows = retention_status(evidence)
+    rows = retention.status(state.settings)
     if as_json:
         print_json([r.to_dict() for r in rows])
         return
@@ -84,7 +74,7 @@ def retention_show(as_json: JsonOption = False) -> None:
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(
-            escape(r.collection),
+            safe(r.collection),
             "for ever" if r.days is None else f"{r.days} days",
             str(r.snapshots),
             str(r.deleted),
@@ -122,19 +112,14 @@ def retention_apply(
     as_json: JsonOption = False,
 ) -> None:
     """Delete the artifacts of due snapshots (manifest, signature, timestamps are kept)."""
-    evidence = open_evidence(state.settings)
-    if not dry_run:
-        evidence.objects.check()
-    with count_progress("would delete" if dry_run else "deleting") as progress:
-        task = progress.add_task("", total=None)
-        report = apply_retention(
-            evidence,
+    with ConsoleProgress() as progress:
+        report = retention.apply(
+            state.settings,
             dry_run=dry_run,
             collection=collection,
-            snapshots=snapshots or None,
+            snapshots=snapshots,
             bypass_governance=bypass_governance,
-            progress=lambda n: progress.advance(task, n),
-            on_total=lambda total: progress.update(task, total=total),
+            progress=progress,
         )
     if as_json:
         print_json(report.to_dict())
@@ -148,7 +133,7 @@ def retention_apply(
                 kept = f" (+{len(d.kept_shared)} shared, kept)" if d.kept_shared else ""
                 table.add_row(
                     short(d.snapshot),
-                    escape(d.collection),
+                    safe(d.collection),
                     str(d.sequence),
                     d.archived_at,
                     f"{len(d.removed)}{kept}",
@@ -156,15 +141,15 @@ def retention_apply(
                 )
             out.print(table)
         for held in report.held:
-            out.print(f"held {short(held['snapshot'])}: {escape('; '.join(held['holds']))}")
+            out.print(f"held {short(held['snapshot'])}: {safe('; '.join(held['holds']))}")
         for blocked in report.blocked:
-            out.print(f"blocked {short(blocked['snapshot'])}: {escape(blocked['reason'])}")
+            out.print(f"blocked {short(blocked['snapshot'])}: {safe(blocked['reason'])}")
         for done in report.completed:
             left = done.get("removed") or done.get("pending") or []
             verb = "pending" if dry_run else "completed"
             out.print(f"{verb} {short(done['snapshot'])}: {len(left)} leftover object(s)")
         for failed in report.failed:
-            err.print(f"[red]failed[/] sha256:{failed['sha256']}: {escape(failed['error'])}")
+            err.print(f"[red]failed[/] sha256:{failed['sha256']}: {safe(failed['error'])}")
         verb = "would delete" if dry_run else "deleted"
         size = sum(d.bytes_removed for d in report.deleted) if dry_run else report.bytes_removed
         out.print(

@@ -92,3 +92,33 @@ class RevocationList(Base):
     this_update: Mapped[datetime]
     next_update: Mapped[datetime | None]
     fetched_at: Mapped[datetime]
+
+
+class TrustAnchor(Base):
+    """A TSA trust anchor (CA or TSA certificate) that was configured when tokens were
+    requested, archived as an object (one PEM certificate) so that a verifier without the
+    original files can still check the tokens against it.
+
+    ``fingerprint`` is the SHA-256 of the certificate's DER; ``object_sha256`` that of the
+    stored PEM object. What the archive itself holds proves less than an anchor the verifier
+    brings: the report says which of the two each token was checked against.
+    """
+
+    __tablename__ = "trust_anchors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    subject: Mapped[str] = mapped_column(Text)
+    object_sha256: Mapped[str] = mapped_column(String(64))
+    first_seen: Mapped[datetime]
+
+
+class TimestampAnchor(Base):
+    """Which archived trust anchor a token chained to when it was granted."""
+
+    __tablename__ = "timestamp_trust_anchors"
+
+    timestamp_id: Mapped[int] = mapped_column(ForeignKey("timestamps.id"), primary_key=True)
+    anchor_id: Mapped[int] = mapped_column(
+        ForeignKey("trust_anchors.id"), primary_key=True, index=True
+    )

@@ -144,6 +144,9 @@ class VerifiedTimestamp:
     """Why a second verifier did not run, and similar remarks for the record."""
     revocation: tuple[str, ...] = ()
     """What the CRLs said of each certificate of the chain (empty when none were given)."""
+    revocation_unknown: tuple[str, ...] = ()
+    """The certificates of the chain whose revocation status at the genTime no CRL showed
+    (no CRL of their issuer, or only CRLs older than the token): not checked, not failed."""
 
     @property
     def gen_time(self) -> datetime:
@@ -652,14 +655,16 @@ def _check_revocation(
     gen_time: datetime,
     crls: Sequence[x509.CertificateRevocationList],
     existed_by: datetime | None = None,
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     """Raise if the CRLs revoke a certificate of the chain for this token; else say what they
-    showed, certificate by certificate (the anchor at the end is trusted as configured).
+    showed, certificate by certificate (the anchor at the end is trusted as configured), and
+    which certificates' status they could not show.
 
     ``existed_by``: when a valid renewal timestamp shows the token existed at that time, a
     key compromise reported for a later time does not touch it.
     """
     said: list[str] = []
+    unknown: list[str] = []
     for position, cert in enumerate(chain[:-1]):
         what = "TSA certificate" if position == 0 else f"CA certificate {_subject(cert)}"
         issuer = chain[position + 1]
@@ -706,9 +711,11 @@ def _check_revocation(
                     f"{what}: status at the genTime unknown: the newest CRL ({_utc(newest)}) "
                     "is older than the token"
                 )
+                unknown.append(said[-1])
             else:
                 said.append(f"{what}: status unknown: no CRL of {cert.issuer.rfc4514_string()}")
-    return said
+                unknown.append(said[-1])
+    return said, unknown
 
 
 def _extension(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> x509.Extension[Any] | None:
@@ -859,13 +866,14 @@ def verify_token(
         _check_ca_constraints(chain)
         _check_tsa_usage(signer)
         revocation: list[str] = []
+        loaded = [
+            crl for item in crls for crl in (load_crls(item) if isinstance(item, bytes) else [item])
+        ]
+        said, unknown = _check_revocation(chain, info.gen_time, loaded, existed_by)
+        # Without any CRL nothing was said; what stays unknown is still recorded, so that a
+        # caller can report the revocation check as not made.
         if crls:
-            loaded = [
-                crl
-                for item in crls
-                for crl in (load_crls(item) if isinstance(item, bytes) else [item])
-            ]
-            revocation = _check_revocation(chain, info.gen_time, loaded, existed_by)
+            revocation = said
     except (ValueError, TypeError, x509.InvalidVersion) as exc:
         # cryptography parses certificate fields lazily; a damaged one fails here.
         raise TimestampVerificationError(
@@ -892,6 +900,7 @@ def verify_token(
         checked_by=tuple(checked_by),
         notes=tuple(notes),
         revocation=tuple(revocation),
+        revocation_unknown=tuple(unknown),
     )
 
 

@@ -1,0 +1,102 @@
+"""Sources: what a source declares about itself, in the module that implements it.
+
+A source is declared once, as auto-archiver declares a module in its ``__manifest__.py``: a
+module-level ``SOURCE = SourceSpec(...)`` beside the spider or collector. ``jobs.sources``
+finds the declarations; users configure a source under ``[sources.NAME]`` in evidence.toml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from schemas.capture import CaptureOutcome
+from schemas.evidence import Capture, check_collection_name
+
+SourceKind = Literal["spider", "api", "dump", "upload"]
+TimestampMode = Literal["snapshot", "merkle"]
+SOURCE_NAME = r"^[a-z][a-z0-9-]{0,62}[a-z0-9]$"
+
+
+class SourceSettings(BaseModel):
+    """What every source's settings have; a source's own model adds its keys.
+
+    Fields typed ``SecretStr`` are credentials: they come from evidence.toml or the environment
+    only (never from ``-a`` on the command line) and ``evidence config show`` hides them.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    collection: str | None = Field(
+        default=None, description="collection to archive into (default: the source's own)"
+    )
+
+    @field_validator("collection")
+    @classmethod
+    def _collection(cls, value: str | None) -> str | None:
+        return None if value is None else check_collection_name(value)
+
+    def uses_browser(self, default: bool) -> bool:
+        """Whether this run renders pages with Chromium (a source may decide per run)."""
+        return default
+
+    def scrapy_settings(self) -> dict[str, Any]:
+        """Scrapy settings this source's configuration sets for a run (spiders only)."""
+        return {}
+
+    def spider_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for the spider (spiders only): every setting but the common ones."""
+        return self.model_dump(exclude=set(SourceSettings.model_fields))
+
+
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or any(_is_secret(arg) for arg in get_args(annotation))
+
+
+def secret_fields(model: type[BaseModel]) -> list[str]:
+    """The names of a settings model's credential fields (typed ``SecretStr``)."""
+    return [name for name, info in model.model_fields.items() if _is_secret(info.annotation)]
+
+
+@dataclass(frozen=True)
+class CollectContext:
+    """What a collector (a source that is not a Scrapy spider) gets for one run."""
+
+    run_id: str
+    collection: str
+    source: str
+    note: str | None
+    operator: str
+    workdir: Any  # pathlib.Path: a private folder for downloads, removed after the run
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A registered source: its name, how it runs, its settings and its defaults.
+
+    Exactly one of ``spider`` (a Scrapy spider class, run with the archive pipeline) and
+    ``collect`` (a callable yielding captures, archived with group commit) is given.
+    """
+
+    name: str
+    kind: SourceKind
+    description: str
+    settings: type[SourceSettings]
+    collection: str
+    timestamp_mode: TimestampMode = "snapshot"
+    browser: bool = False
+    spider: type | None = None
+    # Yields a Capture per item, or a CaptureOutcome for an item it could not capture.
+    collect: Callable[[Any, CollectContext], Iterable[Capture | CaptureOutcome]] | None = None
+
+    def __post_init__(self) -> None:
+        import re
+
+        if not re.match(SOURCE_NAME, self.name):
+            raise ValueError(f"invalid source name {self.name!r}")
+        if (self.spider is None) == (self.collect is None):
+            raise ValueError(f"source {self.name!r}: give exactly one of spider and collect")
+        check_collection_name(self.collection)

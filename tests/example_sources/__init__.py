@@ -1,0 +1,1 @@
+"""A source package for the registry tests: a collector with a credential setting."""
