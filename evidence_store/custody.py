@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from evidence_store.index.models import Collection, CustodyEvent, Snapshot
 from evidence_store.manifest import canonical_json
+from evidence_store.support import CheckResult
 from schemas import format_rfc3339, utc_now
 
 CUSTODY_LOCK = "custody"
@@ -283,7 +284,7 @@ def check_index(session: Session) -> list[str]:
 
 
 @dataclass
-class CustodyCheck:
+class CustodyCheck(CheckResult):
     """What ``evidence custody verify`` found: the log, its anchored heads, what was left
     unchecked (``verify.Unchecked`` items) and the trust anchors the head tokens used."""
 
@@ -293,23 +294,6 @@ class CustodyCheck:
     problems: list[str] = field(default_factory=list)
     unchecked: list[Any] = field(default_factory=list)
     anchors: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """No problem found (things may still have been left unchecked: see ``complete``)."""
-        return not self.problems
-
-    @property
-    def complete(self) -> bool:
-        """No problem found and nothing left unchecked."""
-        return self.ok and not self.unchecked
-
-    @property
-    def verdict(self) -> str:
-        """ "OK", "OK with N unchecked", or "N problem(s)" (with ", M unchecked")."""
-        from evidence_store.verify import verdict
-
-        return verdict(len(self.problems), len(self.unchecked))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: every field, and ok, complete and verdict."""

@@ -28,7 +28,7 @@ from evidence_store.keys import unendorsed_signatures
 from evidence_store.manifest import ManifestError, parse_manifest
 from evidence_store.objects import ObjectStore
 from evidence_store.signing import verify_signature
-from evidence_store.support import ProgressCallback
+from evidence_store.support import CheckResult, ProgressCallback
 from schemas import Manifest, format_rfc3339, utc_now
 
 
@@ -90,16 +90,8 @@ def check_requirements(require: frozenset[str]) -> None:
         )
 
 
-def verdict(problems: int, unchecked: int) -> str:
-    """The one-line result: "OK" only when nothing failed and nothing was left unchecked."""
-    if problems:
-        tail = f", {unchecked} unchecked" if unchecked else ""
-        return f"{problems} problem(s){tail}"
-    return f"OK with {unchecked} unchecked" if unchecked else "OK"
-
-
 @dataclass
-class VerifyReport:
+class VerifyReport(CheckResult):
     """What a verification checked and what it found."""
 
     started_at: str
@@ -118,21 +110,6 @@ class VerifyReport:
     anchors: list[dict[str, Any]] = field(default_factory=list)
     require: list[str] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)  # one summary per snapshot
-
-    @property
-    def ok(self) -> bool:
-        """No problem found. Things may still have been left unchecked: see ``complete``."""
-        return not self.problems
-
-    @property
-    def complete(self) -> bool:
-        """No problem found and nothing left unchecked."""
-        return self.ok and not self.unchecked
-
-    @property
-    def verdict(self) -> str:
-        """ "OK", "OK with N unchecked", or "N problem(s)" (with ", M unchecked")."""
-        return verdict(len(self.problems), len(self.unchecked))
 
     @property
     def archived_anchors_only(self) -> bool:

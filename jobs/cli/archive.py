@@ -96,8 +96,12 @@ def _finish(result: CrawlResult, what: str, as_json: bool) -> None:
 
 def _outcome_table(result: CrawlResult, title: str) -> Table:
     table = Table(title=safe(title), box=box.SIMPLE_HEAD)
-    for column in ("snapshot", "outcome", "status", "item", "artifacts (sha256) / error"):
-        table.add_column(column, overflow="fold")
+    # Ids and outcome names are read and copied whole; the URL and the errors fold.
+    table.add_column("snapshot", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("item", overflow="fold")
+    table.add_column("artifacts (sha256) / error", overflow="fold")
     for o in result.outcomes:
         digests = "\n".join(f"{a.role} {a.sha256[:16]}" for a in o.artifacts)
         table.add_row(
