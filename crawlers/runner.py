@@ -7,6 +7,7 @@ a subprocess of its own).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from scrapy import Spider
@@ -37,6 +38,15 @@ def capture_settings(mode: str = "http", **overrides: Any) -> Settings:
     return settings
 
 
+@dataclass
+class SpiderRun:
+    """What a crawl did: one outcome per item (and per robots.txt), and Scrapy's stats
+    (``finish_reason`` is ``shutdown`` when a signal stopped it)."""
+
+    outcomes: list[CaptureOutcome]
+    stats: dict[str, Any]
+
+
 def run_spider(
     evidence: EvidenceStore,
     spider: type[Spider],
@@ -45,9 +55,9 @@ def run_spider(
     browser: bool = False,
     on_outcome: Callable[[CaptureOutcome], None] | None = None,
     **settings: Any,
-) -> list[CaptureOutcome]:
-    """Run ``spider`` with ``arguments`` and the archive pipeline; one outcome per item
-    (and per robots.txt fetched), in the order they ended."""
+) -> SpiderRun:
+    """Run ``spider`` with ``arguments`` and the archive pipeline; the outcomes in the order
+    the items ended, and the crawl's stats."""
     outcomes: list[CaptureOutcome] = []
 
     def collect(outcome: CaptureOutcome, **_: Any) -> None:
@@ -67,7 +77,8 @@ def run_spider(
     crawler.signals.connect(collect, signal=capture_finished)
     process.crawl(crawler, **arguments)
     process.start()
-    return outcomes
+    stats = crawler.stats.get_stats() if crawler.stats is not None else {}
+    return SpiderRun(outcomes, {k: v for k, v in stats.items() if not hasattr(v, "tzinfo")})
 
 
 def capture_pages(
@@ -87,4 +98,4 @@ def capture_pages(
         browser=mode == "browser",
         on_outcome=on_outcome,
         **settings,
-    )
+    ).outcomes

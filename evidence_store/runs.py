@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import select
 
 from evidence_store.archive import EvidenceStore, collection_lock, source_row
-from evidence_store.index.models import Collection, Run
+from evidence_store.errors import EvidenceError
+from evidence_store.index.models import Collection, Run, Source
 from schemas import utc_now
 
 RUN_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
@@ -51,6 +52,14 @@ def _process_alive(pid: int, identity: str | None) -> bool:
     return True
 
 
+class RunConflict(EvidenceError):
+    """Another run of the same source is still going (one run per source at a time)."""
+
+
+def source_lock(source: str) -> str:
+    return f"source:{source}"
+
+
 def start_run(
     evidence: EvidenceStore,
     *,
@@ -59,10 +68,29 @@ def start_run(
     source: str | None = None,
     trigger: str = "manual",
     note: str | None = None,
+    exclusive: bool = False,
 ) -> str:
-    """Record that a run started in this process; returns its id (a UUID)."""
+    """Record that a run started in this process; returns its id (a UUID).
+
+    ``exclusive``: refuse (RunConflict) while another run of ``source`` is ``running``. The
+    check and the insert are one transaction under the source's lock, so two schedulers (or
+    a scheduler and a person) starting the same source at once cannot both get in.
+    """
     run_id = str(uuid.uuid4())
-    with evidence.index.writing(collection_lock(collection)) as session:
+    locks = [collection_lock(collection)] + ([source_lock(source)] if source else [])
+    with evidence.index.writing(*locks) as session:
+        if exclusive and source:
+            other = session.scalars(
+                select(Run)
+                .join(Source, Run.source_id == Source.id)
+                .where(Source.name == source, Run.status == "running")
+            ).first()
+            if other is not None:
+                raise RunConflict(
+                    f"source {source} is already running (run {other.id}, started "
+                    f"{other.started_at:%Y-%m-%d %H:%M:%S}Z by process {other.pid} on "
+                    f"{other.host}): one run per source at a time"
+                )
         found = session.scalars(select(Collection).where(Collection.name == collection)).first()
         session.add(
             Run(

@@ -184,6 +184,60 @@ class TimestampConfig(BaseModel):
         return value
 
 
+class ScheduleSettings(BaseModel):
+    """The scheduler (`evidence schedule start`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    misfire_grace: int = Field(
+        default=3600,
+        ge=1,
+        description="seconds a run missed (scheduler down) may still start late, once",
+    )
+    shutdown_grace: float = Field(
+        default=600,
+        ge=0,
+        description="on SIGTERM/SIGINT, seconds to let running captures finish before "
+        "stopping them (they are then recorded as interrupted)",
+    )
+    max_parallel: int = Field(default=2, ge=1, le=64, description="runs at once (any sources)")
+
+
+class AlertSettings(BaseModel):
+    """Where a run that needs a person is reported (`jobs/alerts.py`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on: list[Literal["schedule", "manual"]] = Field(
+        default_factory=lambda: ["schedule"],
+        description="which runs alert: scheduled ones, and/or those started by hand",
+    )
+    webhook_url: SecretStr | None = Field(
+        default=None, description="POST a JSON message here (kept secret: URLs hold tokens)"
+    )
+    smtp_host: str | None = Field(default=None, description="send an e-mail through this host")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = Field(default=False, description="STARTTLS before logging in")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field(default="dsa-evidence@localhost")
+    smtp_to: list[str] = Field(default_factory=list, description="recipients")
+    timeout: float = Field(default=10, gt=0, le=120, description="seconds per attempt")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("the webhook must be an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _recipients(self) -> AlertSettings:
+        if self.smtp_host is not None and not self.smtp_to:
+            raise ValueError("smtp_host needs smtp_to (the recipients)")
+        return self
+
+
 class Settings(BaseSettings):
     """Every setting the `evidence` command reads."""
 
@@ -214,6 +268,8 @@ class Settings(BaseSettings):
     )
     s3: S3Settings = Field(default_factory=S3Settings)
     timestamps: TimestampConfig = Field(default_factory=TimestampConfig)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    schedule: ScheduleSettings = Field(default_factory=lambda: ScheduleSettings())
     sources: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="per-source settings by source name ([sources.NAME]; `evidence sources show`)",
@@ -224,12 +280,18 @@ class Settings(BaseSettings):
     def _sources(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if not value:
             return value
-        from jobs.sources import SourceError, get_source, normalise_configured, validate_settings
+        from jobs.sources import (
+            SourceError,
+            configured_source,
+            normalise_configured,
+            validate_settings,
+        )
 
         try:
             merged = normalise_configured(value)
-            for name, values in merged.items():
-                validate_settings(get_source(name), values)
+            for name in merged:
+                _, spec, values = configured_source(merged, name)
+                validate_settings(spec, values)
         except SourceError as exc:
             raise ValueError(str(exc)) from None
         return merged
@@ -341,12 +403,12 @@ class Settings(BaseSettings):
             if auth.get("password") is not None:
                 data["timestamps"]["tsa_auth"][url]["password"] = "********"
         if self.sources:
-            from jobs.sources import describe, get_source
+            from jobs.sources import configured_source, describe
 
             data["sources"] = {
                 name: {
                     s["name"]: s["value"]
-                    for s in describe(get_source(name), values)["settings"]
+                    for s in describe(configured_source(self.sources, name)[1], values)["settings"]
                     if s["configured"]
                 }
                 for name, values in self.sources.items()
@@ -392,7 +454,9 @@ def _known_source_variable(key: str) -> bool:
     try:
         spec = get_source(name.lower())
     except SourceError:
-        return False
+        # An entry of the file's own naming (type = ...): its keys are checked when the
+        # settings are validated, with the entry's source.
+        return bool(setting)
     return setting.lower() in spec.settings.model_fields
 
 

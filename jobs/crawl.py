@@ -8,6 +8,8 @@ succeeded, partial (some items not archived) or failed (none), and ``after_run``
 
 from __future__ import annotations
 
+import itertools
+import logging
 import shutil
 import tempfile
 from collections import deque
@@ -19,14 +21,17 @@ from typing import Any
 from evidence_store.archive import EvidenceStore, archive_many, check_signer
 from evidence_store.errors import InputError, SourceChangedError
 from evidence_store.runs import InterruptedRun
+from jobs.alerts import alert_if_needed
 from jobs.config import Settings
 from jobs.context import open_evidence
 from jobs.progress import NO_PROGRESS, Progress
+from jobs.run_report import archive_run_report, run_log
 from jobs.runs import AfterRun, RunRecord, after_run, run_lifecycle
-from jobs.sources import get_source, settings_for_run
+from jobs.sources import configured_source, settings_for_run
 from schemas import Capture, CaptureOutcome, CollectContext, SourceSettings, SourceSpec
 
 OutcomeCallback = Callable[[CaptureOutcome], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,7 +41,7 @@ class CrawlResult:
     run_id: str
     source: str
     collection: str
-    status: str  # succeeded, partial, failed
+    status: str  # succeeded, partial, failed, interrupted
     outcomes: list[CaptureOutcome]
     after: AfterRun
     interrupted: list[InterruptedRun] = field(default_factory=list)
@@ -71,9 +76,11 @@ class CrawlResult:
 
 
 def run_status(items: list[CaptureOutcome]) -> str:
-    """succeeded when every item was archived, failed when none was, partial otherwise."""
+    """succeeded when every item was archived as what was asked for, failed when none was
+    archived, partial otherwise (an item not archived, or archived but a login wall: what a
+    source shows when it stops serving us is evidence, but not the evidence asked for)."""
     archived = sum(1 for o in items if o.snapshot)
-    if items and archived == len(items):
+    if items and all(o.snapshot and o.outcome == "archived" for o in items):
         return "succeeded"
     return "partial" if archived else "failed"
 
@@ -90,17 +97,18 @@ def crawl(
     progress: Progress = NO_PROGRESS,
     on_outcome: OutcomeCallback | None = None,
 ) -> CrawlResult:
-    """Run the registered source ``name`` once with its configured settings, the ``-a``
-    ``arguments`` and a command's ``overrides``; everything is validated before any work.
+    """Run the source ``name`` (a registered source, or an entry of [sources] with a
+    ``type``) once with its configured settings, the ``-a`` ``arguments`` and a command's
+    ``overrides``; everything is validated before any work.
 
-    ``source_label`` names the source in the records instead (`evidence ingest --source`).
+    One run per source at a time (RunConflict otherwise). ``source_label`` names the source
+    in the records instead (`evidence ingest --source`). A scheduled run (``trigger``
+    "schedule") also archives its report and log as a snapshot, and alerts when configured.
     """
-    spec = get_source(name)
-    source_settings = settings_for_run(
-        spec, settings.sources.get(spec.name, {}), arguments, overrides
-    )
+    entry, spec, configured = configured_source(settings.sources, name)
+    source_settings = settings_for_run(spec, configured, arguments, overrides)
     collection = source_settings.collection or spec.collection
-    label = source_label or spec.name
+    label = source_label or entry
     evidence = open_evidence(settings)
     evidence.objects.check()
     # A key outside the endorsed history would be refused at each commit, after the pages
@@ -116,39 +124,75 @@ def crawl(
             on_outcome(outcome)
 
     kind = "capture" if spec.kind == "spider" else spec.kind
-    with run_lifecycle(
-        evidence, kind=kind, collection=collection, source=label, note=note, trigger=trigger
-    ) as run:
-        progress.stage(f"{spec.name}: capturing", total=_expected_items(source_settings))
-        if spec.spider is not None:
-            _run_spider(evidence, settings, spec, source_settings, run, note, collected)
-        else:
-            _run_collector(evidence, settings, spec, source_settings, run, note, collected)
-        items = [o for o in outcomes if o.mode != "robots"]
-        run.status = run_status(items)
-        after = after_run(
-            evidence,
-            settings,
-            [o.snapshot for o in outcomes if o.snapshot],
-            source=label,
-            run_id=run.id,
-            progress=progress,
-        )
-        run.stats.update(
-            items=len(items),
-            snapshots=sum(1 for o in outcomes if o.snapshot),
-            outcomes=count_outcomes(items),
-            untimestamped=len(after.untimestamped),
-        )
-    return CrawlResult(
-        run_id=run.id,
-        source=label,
-        collection=collection,
-        status=run.status,
-        outcomes=outcomes,
-        after=after,
-        interrupted=run.interrupted,
-    )
+    keep_report = trigger == "schedule"
+    workdir = Path(tempfile.mkdtemp(prefix="evidence-run-"))
+    try:
+        with (
+            run_log(workdir / "run.log", enabled=keep_report),
+            run_lifecycle(
+                evidence,
+                kind=kind,
+                collection=collection,
+                source=label,
+                note=note,
+                trigger=trigger,
+                exclusive=True,
+            ) as run,
+        ):
+            log.info("run %s of %s (%s) started by %s", run.id, label, trigger, settings.actor)
+            progress.stage(f"{label}: capturing", total=_expected_items(source_settings))
+            if spec.spider is not None:
+                stats = _run_spider(evidence, settings, spec, source_settings, run, note, collected)
+            else:
+                stats = _run_collector(
+                    evidence, settings, spec, source_settings, run, note, collected
+                )
+            items = [o for o in outcomes if o.mode != "robots"]
+            run.status = run_status(items)
+            if stats.get("finish_reason") == "shutdown":
+                run.status = "interrupted"  # a signal stopped the crawl half way
+            run.stats.update(
+                items=len(items),
+                snapshots=sum(1 for o in outcomes if o.snapshot),
+                outcomes=count_outcomes(items),
+                requests=stats.get("downloader/request_count", 0),
+                failures=_failures(items),
+                trigger=trigger,
+            )
+            log.info("run %s: %s, %s", run.id, run.status, count_outcomes(items))
+            result = CrawlResult(
+                run_id=run.id,
+                source=label,
+                collection=collection,
+                status=run.status,
+                outcomes=outcomes,
+                after=AfterRun(),
+                interrupted=run.interrupted,
+            )
+            snapshots = [o.snapshot for o in outcomes if o.snapshot]
+            if keep_report:
+                # Archived before the timestamps, so that one token (or tree) covers it too.
+                report = archive_run_report(evidence, result, run, workdir / "run.log")
+                run.stats["report_snapshot"] = report
+                snapshots.append(report)
+            result.after = after_run(
+                evidence, settings, snapshots, source=label, run_id=run.id, progress=progress
+            )
+            run.stats["untimestamped"] = len(result.after.untimestamped)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if trigger in settings.alerts.on:
+        result.after.warnings.extend(alert_if_needed(settings, evidence, result))
+    return result
+
+
+def _failures(items: list[CaptureOutcome]) -> list[dict[str, str]]:
+    # What to retry next time: each item that was not archived, with why (capped).
+    return [
+        {"item": o.url, "outcome": o.outcome, "error": (o.error or "")[:300]}
+        for o in items
+        if o.snapshot is None
+    ][:200]
 
 
 def count_outcomes(items: list[CaptureOutcome]) -> dict[str, int]:
@@ -175,10 +219,10 @@ def _run_spider(
     run: RunRecord,
     note: str | None,
     collected: OutcomeCallback,
-) -> None:
+) -> dict[str, Any]:
     from crawlers.runner import run_spider
 
-    run_spider(
+    return run_spider(
         evidence,
         spec.spider,
         source_settings.spider_arguments(),
@@ -191,7 +235,7 @@ def _run_spider(
         EVIDENCE_OPERATOR=settings.actor,
         EVIDENCE_ALLOW_PRIVATE=settings.allow_private,
         **source_settings.scrapy_settings(),
-    )
+    ).stats
 
 
 def _run_collector(
@@ -202,7 +246,7 @@ def _run_collector(
     run: RunRecord,
     note: str | None,
     collected: OutcomeCallback,
-) -> None:
+) -> dict[str, Any]:
     assert spec.collect is not None
     workdir = Path(tempfile.mkdtemp(prefix=f"evidence-{spec.name}-"))
     try:
@@ -214,9 +258,13 @@ def _run_collector(
             operator=settings.actor,
             workdir=workdir,
         )
-        archive_captures(evidence, spec.collect(source_settings, context), collected)
+        items = spec.collect(source_settings, context)
+        if source_settings.max_pages is not None:
+            items = itertools.islice(items, source_settings.max_pages)
+        archive_captures(evidence, items, collected)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    return {}
 
 
 def archive_captures(

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from evidence_store.archive import EvidenceStore
+from evidence_store.errors import EvidenceError
+from evidence_store.index.models import Collection, Run, Source
 from evidence_store.runs import InterruptedRun, finish_run, mark_interrupted, start_run
 from jobs.config import Settings
+from jobs.context import open_evidence
 from jobs.progress import NO_PROGRESS, Progress
+from schemas import format_rfc3339
 
 
 @dataclass
@@ -43,11 +50,19 @@ def run_lifecycle(
     source: str | None,
     note: str | None,
     trigger: str = "manual",
+    exclusive: bool = False,
 ) -> Iterator[RunRecord]:
-    """Record a run around the ``with`` block; see the module's docstring."""
+    """Record a run around the ``with`` block; see the module's docstring. ``exclusive``:
+    refuse to start while another run of the source is going (RunConflict)."""
     interrupted = mark_interrupted(evidence)
     run_id = start_run(
-        evidence, kind=kind, collection=collection, source=source, trigger=trigger, note=note
+        evidence,
+        kind=kind,
+        collection=collection,
+        source=source,
+        trigger=trigger,
+        note=note,
+        exclusive=exclusive,
     )
     record = RunRecord(
         id=run_id, kind=kind, collection=collection, source=source, interrupted=interrupted
@@ -157,3 +172,91 @@ def after_run(
         except TimestampError as exc:
             result.warnings.append(f"custody log head not timestamped: {exc}")
     return result
+
+
+@dataclass
+class RunInfo:
+    """A run as `evidence runs list/show` present it."""
+
+    id: str
+    source: str | None
+    collection: str | None
+    kind: str | None
+    trigger: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    host: str | None
+    pid: int | None
+    stats: dict[str, Any]
+    error: str | None
+    note: str | None
+    report_snapshot: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["started_at"] = format_rfc3339(self.started_at)
+        data["finished_at"] = format_rfc3339(self.finished_at) if self.finished_at else None
+        return data
+
+
+def _info(run: Run, source: str | None, collection: str | None) -> RunInfo:
+    return RunInfo(
+        id=run.id,
+        source=source,
+        collection=collection or run.stats.get("collection"),
+        kind=run.kind or run.stats.get("kind"),
+        trigger=run.trigger,
+        status=run.status,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        host=run.host,
+        pid=run.pid,
+        stats=dict(run.stats),
+        error=run.error,
+        note=run.note,
+        report_snapshot=run.report_snapshot_id,
+    )
+
+
+def _query() -> Any:
+    return (
+        select(Run, Source.name, Collection.name)
+        .outerjoin(Source, Run.source_id == Source.id)
+        .outerjoin(Collection, Run.collection_id == Collection.id)
+    )
+
+
+def list_runs(
+    settings: Settings,
+    *,
+    source: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[RunInfo]:
+    """Runs, newest first (runs left ``running`` by a dead process are marked first)."""
+    evidence = open_evidence(settings)
+    if not evidence.index.read_only:
+        mark_interrupted(evidence)
+    query = _query().order_by(Run.started_at.desc()).limit(limit)
+    if source is not None:
+        query = query.where(Source.name == source)
+    if status is not None:
+        query = query.where(Run.status == status)
+    with evidence.index.session() as session:
+        return [_info(run, name, coll) for run, name, coll in session.execute(query)]
+
+
+def show_run(settings: Settings, ref: str) -> RunInfo:
+    """One run by its id or a unique prefix of it (at least 4 characters)."""
+    if len(ref) < 4:
+        raise EvidenceError(f"run {ref!r}: give at least 4 characters of its id")
+    evidence = open_evidence(settings)
+    with evidence.index.session() as session:
+        found = list(session.execute(_query().where(Run.id.startswith(ref)).limit(2)))
+    if not found:
+        raise EvidenceError(f"no run {ref!r} (see `evidence runs list`)")
+    if len(found) > 1:
+        raise EvidenceError(f"run {ref!r} is ambiguous: give more of its id")
+    run, name, coll = found[0]
+    return _info(run, name, coll)

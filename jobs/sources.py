@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import json
 import pkgutil
+import re
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib.metadata import entry_points
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from evidence_store.errors import EvidenceError
 from schemas import SourceSettings, SourceSpec, secret_fields
+from schemas.source import SOURCE_NAME
 
 SOURCE_PACKAGES = ("crawlers.spiders", "crawlers.collectors")
 ENTRY_POINT_GROUP = "dsa_evidence.sources"
@@ -116,19 +118,73 @@ def from_environment(model: type[BaseModel], values: Mapping[str, Any]) -> dict[
 
 
 def normalise_configured(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``[sources.NAME]`` tables and ``EVIDENCE_SOURCES__NAME__KEY`` variables by source name.
+    """``[sources.NAME]`` tables and ``EVIDENCE_SOURCES__NAME__KEY`` variables by entry name.
 
+    NAME is a registered source, or a name of the user's with ``type = "<registered source>"``
+    (several entries of one source, say two watchlists of `pages` on their own schedules).
     Variables spell a dash in NAME as an underscore and win over the file.
     """
     merged: dict[str, dict[str, Any]] = {}
     # Keys with an underscore come from variables: apply them after the file's.
     for key in sorted(raw, key=lambda k: "_" in k):
         values = raw[key]
-        spec = get_source(key)
         if not isinstance(values, Mapping):
-            raise SourceError(f"[sources.{spec.name}] must be a table of settings")
-        merged.setdefault(spec.name, {}).update(from_environment(spec.settings, values))
+            raise SourceError(f"[sources.{key}] must be a table of settings")
+        name = key
+        if key not in merged and key.replace("_", "-") in merged:
+            name = key.replace("_", "-")  # a variable naming an entry of the file
+        type_name = values.get("type") or merged.get(name, {}).get("type")
+        if type_name:
+            spec = get_source(str(type_name))
+            if not re.match(SOURCE_NAME, name):
+                raise SourceError(
+                    f"[sources.{name}]: invalid name (lower-case letters, digits and dashes)"
+                )
+            if name in registry() and name != spec.name:
+                raise SourceError(
+                    f"[sources.{name}] type = {type_name!r}: {name!r} is a registered source "
+                    "of its own; give the entry another name"
+                )
+        else:
+            spec = get_source(name)
+            name = spec.name
+        merged.setdefault(name, {}).update(from_environment(spec.settings, values))
     return merged
+
+
+def configured_source(
+    configured: Mapping[str, Mapping[str, Any]], name: str
+) -> tuple[str, SourceSpec, dict[str, Any]]:
+    """(entry name, registered source, its configured values) for a name given by a user."""
+    values = configured.get(name) or configured.get(name.replace("_", "-"))
+    if values is not None and values.get("type"):
+        return (
+            name if name in configured else name.replace("_", "-"),
+            get_source(values["type"]),
+            dict(values),
+        )
+    spec = get_source(name)
+    return spec.name, spec, dict(configured.get(spec.name, {}))
+
+
+def schedule_trigger(expression: str, timezone: str) -> Any:
+    """An APScheduler cron trigger: 5 fields (minute hour day month weekday) or 6 (seconds
+    first); the error names the expression."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expression.split()
+    names = ["minute", "hour", "day", "month", "day_of_week"]
+    if len(fields) == 6:
+        names = ["second", *names]
+    elif len(fields) != 5:
+        raise SourceError(
+            f"schedule {expression!r}: give 5 cron fields (minute hour day month weekday) "
+            "or 6 (with seconds first)"
+        )
+    try:
+        return CronTrigger(**dict(zip(names, fields, strict=True)), timezone=timezone)
+    except ValueError as exc:
+        raise SourceError(f"schedule {expression!r}: {exc}") from None
 
 
 def _where(name: str, key: str, given: Mapping[str, str]) -> str:
@@ -145,7 +201,7 @@ def validate_settings(
     it came from (``given``: key -> "-a key" or the command's option)."""
     arguments = dict(given or {})
     try:
-        return spec.settings.model_validate(dict(values))
+        validated = spec.settings.model_validate(dict(values))
     except ValidationError as exc:
         messages = []
         for error in exc.errors():
@@ -160,6 +216,14 @@ def validate_settings(
                 message = str(error["msg"]).removeprefix("Value error, ")
                 messages.append(f"source {spec.name}: invalid {key!r} ({where}): {message}")
         raise SourceError("; ".join(messages)) from None
+    if validated.schedule is not None:
+        try:
+            schedule_trigger(validated.schedule, validated.timezone)
+        except SourceError as exc:
+            raise SourceError(
+                f"source {spec.name}: {exc} ({_where(spec.name, 'schedule', arguments)})"
+            ) from None
+    return validated
 
 
 def parse_arguments(spec: SourceSpec, arguments: Iterable[str]) -> dict[str, Any]:
@@ -175,6 +239,8 @@ def parse_arguments(spec: SourceSpec, arguments: Iterable[str]) -> dict[str, Any
             raise SourceError(f"argument {key or argument!r}: give -a key=value")
         if key not in fields and f"{key}s" in fields:
             key = f"{key}s"  # -a url=… adds to urls
+        if key == "type":
+            raise SourceError("-a type: an entry's type is set in [sources.NAME] only")
         if key in secrets:
             env = f"EVIDENCE_SOURCES__{spec.name.replace('-', '_').upper()}__{key.upper()}"
             raise SourceError(

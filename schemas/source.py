@@ -30,8 +30,28 @@ class SourceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
+    type: str | None = Field(
+        default=None,
+        description="the registered source this entry runs, when its name is another "
+        '(two watchlists of `pages` on their own schedules: [sources.eu-pages] type = "pages")',
+    )
     collection: str | None = Field(
         default=None, description="collection to archive into (default: the source's own)"
+    )
+    schedule: str | None = Field(
+        default=None,
+        description="when `evidence schedule start` runs it: a cron expression, 5 fields "
+        "(minute hour day month weekday) or 6 with seconds first",
+    )
+    timezone: str = Field(default="Europe/Berlin", description="time zone of the schedule")
+    concurrency: int | None = Field(
+        default=None, ge=1, le=256, description="requests in flight at once (spiders)"
+    )
+    delay: float | None = Field(
+        default=None, ge=0, le=3600, description="politeness delay between requests, seconds"
+    )
+    max_pages: int | None = Field(
+        default=None, ge=1, description="stop a run after this many pages or items"
     )
 
     @field_validator("collection")
@@ -39,13 +59,32 @@ class SourceSettings(BaseModel):
     def _collection(cls, value: str | None) -> str | None:
         return None if value is None else check_collection_name(value)
 
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use e.g. Europe/Berlin, UTC)") from None
+        return value
+
     def uses_browser(self, default: bool) -> bool:
         """Whether this run renders pages with Chromium (a source may decide per run)."""
         return default
 
     def scrapy_settings(self) -> dict[str, Any]:
-        """Scrapy settings this source's configuration sets for a run (spiders only)."""
-        return {}
+        """Scrapy settings this configuration sets for a run (spiders only): the limits."""
+        limits: dict[str, Any] = {}
+        if self.concurrency is not None:
+            limits["CONCURRENT_REQUESTS"] = self.concurrency
+            limits["CONCURRENT_REQUESTS_PER_DOMAIN"] = self.concurrency
+        if self.delay is not None:
+            limits["DOWNLOAD_DELAY"] = self.delay
+        if self.max_pages is not None:
+            limits["CLOSESPIDER_PAGECOUNT"] = self.max_pages
+        return limits
 
     def spider_arguments(self) -> dict[str, Any]:
         """Keyword arguments for the spider (spiders only): every setting but the common ones."""

@@ -281,7 +281,8 @@ class PagesSettings(SourceSettings):
         return self.mode == "browser"
 
     def scrapy_settings(self) -> dict[str, Any]:
-        return {"DOWNLOAD_TIMEOUT": self.timeout, "DOWNLOAD_MAXSIZE": self.max_bytes}
+        limits = super().scrapy_settings()
+        return limits | {"DOWNLOAD_TIMEOUT": self.timeout, "DOWNLOAD_MAXSIZE": self.max_bytes}
 
     def spider_arguments(self) -> dict[str, Any]:
         return {"urls": list(self.urls), "mode": self.mode, "obey_robots": self.obey_robots}

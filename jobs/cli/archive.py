@@ -169,7 +169,12 @@ def capture(
 
 
 def crawl(
-    source: Annotated[str, typer.Argument(help="A registered source (`evidence sources list`).")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A registered source or an entry of \\[sources] (`evidence sources list`)."
+        ),
+    ],
     arguments: Annotated[
         list[str] | None,
         typer.Option(
@@ -180,17 +185,30 @@ def crawl(
     ] = None,
     note: NoteOption = None,
     allow_private: AllowPrivateOption = False,
+    trigger: Annotated[
+        str, typer.Option("--trigger", hidden=True, help="Who started it: manual or schedule.")
+    ] = "manual",
     as_json: JsonOption = False,
 ) -> None:
     """Run a registered source once with its settings (\\[sources.NAME]) and -a arguments."""
     with ConsoleProgress() as progress:
         result = crawl_source(
-            _settings(allow_private), source, arguments or [], note=note, progress=progress
+            _settings(allow_private),
+            source,
+            arguments or [],
+            note=note,
+            trigger=trigger,
+            progress=progress,
         )
+    finish_run_output(result, f"{source} into collection {result.collection!r}", as_json)
+
+
+def finish_run_output(result: CrawlResult, title: str, as_json: bool) -> None:
+    """A run's whole output: its JSON or its table, then the summary and the exit status."""
     if as_json:
         print_json(result.to_dict())
     else:
-        out.print(_outcome_table(result, f"{source} into collection {result.collection!r}"))
+        out.print(_outcome_table(result, title))
     _finish(result, "item(s)", as_json)
 
 

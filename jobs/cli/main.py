@@ -21,10 +21,13 @@ from jobs.cli import archive
 from jobs.cli.common import err, safe, state
 from jobs.cli.config import config_app, db_app
 from jobs.cli.custody import custody_app
+from jobs.cli.exhibit import exhibit_app
 from jobs.cli.export import export_app
 from jobs.cli.hold import hold_app
 from jobs.cli.keys import keys_app
 from jobs.cli.retention import retention_app
+from jobs.cli.runs import runs_app
+from jobs.cli.schedule import schedule_app
 from jobs.cli.snapshots import snapshots_app
 from jobs.cli.sources import sources_app
 from jobs.cli.store import store_app
@@ -44,10 +47,13 @@ app.command()(verify)
 for group, name in (
     (db_app, "db"),
     (sources_app, "sources"),
+    (runs_app, "runs"),
+    (schedule_app, "schedule"),
     (snapshots_app, "snapshots"),
     (store_app, "store"),
     (config_app, "config"),
     (export_app, "export"),
+    (exhibit_app, "exhibit"),
     (timestamp_app, "timestamp"),
     (custody_app, "custody"),
     (keys_app, "keys"),

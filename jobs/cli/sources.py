@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 
 from jobs.cli.common import JsonOption, out, print_json, safe, state
-from jobs.sources import describe, get_source, registry
+from jobs.sources import configured_source, describe, registry
 
 sources_app = typer.Typer(
     help="Registered sources: what `evidence crawl` can run.", no_args_is_help=True
@@ -22,6 +22,10 @@ def sources_list(as_json: JsonOption = False) -> None:
     """Every registered source with its kind, collection and settings."""
     configured = state.settings.sources
     described = [describe(spec, configured.get(name)) for name, spec in registry().items()]
+    # Entries of the configuration with a name of their own (type = "<registered source>").
+    for name in sorted(set(configured) - set(registry())):
+        _, spec, values = configured_source(configured, name)
+        described.append(describe(spec, values) | {"name": name, "type": spec.name})
     if as_json:
         print_json(described)
         return
@@ -30,7 +34,7 @@ def sources_list(as_json: JsonOption = False) -> None:
         table.add_column(column, overflow="fold")
     for d in described:
         table.add_row(
-            d["name"],
+            d["name"] + (f" ({d['type']})" if "type" in d else ""),
             d["kind"],
             d["collection"],
             d["timestamp_mode"],
@@ -47,8 +51,8 @@ def sources_show(
     as_json: JsonOption = False,
 ) -> None:
     """One source: what it does, and each setting with its default, value and help."""
-    spec = get_source(name)
-    d = describe(spec, state.settings.sources.get(spec.name))
+    entry, spec, values = configured_source(state.settings.sources, name)
+    d = describe(spec, values) | {"name": entry}
     if as_json:
         print_json(d)
         return

@@ -6,7 +6,7 @@ from evidence_store.index.models.custody import CustodyEvent
 from evidence_store.index.models.hold import LegalHold
 from evidence_store.index.models.key import SigningKey
 from evidence_store.index.models.snapshot import Artifact, Snapshot
-from evidence_store.index.models.source import Run, Source
+from evidence_store.index.models.source import Run, ScheduledJob, Source
 from evidence_store.index.models.timestamp import (
     MerkleProof,
     MerkleTree,
@@ -24,6 +24,7 @@ __all__ = [
     "MerkleTree",
     "RevocationList",
     "Run",
+    "ScheduledJob",
     "SigningKey",
     "Snapshot",
     "Source",

@@ -1,11 +1,11 @@
-"""Sources (what is crawled) and runs (one execution of a capture job)."""
+"""Sources (what is crawled), runs (one execution of a job) and the scheduler's job store."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import Float, ForeignKey, LargeBinary, String, Text, Unicode
 from sqlalchemy.orm import Mapped, mapped_column
 
 from evidence_store.index.models.base import Base
@@ -20,6 +20,9 @@ class Source(Base):
     url: Mapped[str | None] = mapped_column(Text)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
+    # `evidence schedule pause`: scheduled runs are skipped (and say so) until resumed.
+    paused_at: Mapped[datetime | None]
+    paused_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Run(Base):
@@ -41,3 +44,18 @@ class Run(Base):
     pid: Mapped[int | None]
     process_started: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+    # The snapshot holding the run's report and log (scheduled runs).
+    report_snapshot_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class ScheduledJob(Base):
+    """APScheduler's job store (``SQLAlchemyJobStore``): a pickled job per scheduled source.
+
+    Declared here so that migrations make the table; only APScheduler reads and writes it.
+    """
+
+    __tablename__ = "apscheduler_jobs"
+
+    id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
+    next_run_time: Mapped[float | None] = mapped_column(Float(25), index=True)
+    job_state: Mapped[bytes] = mapped_column(LargeBinary)
