@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,6 +64,49 @@ def demo_tsa_env(tsa: LocalTSA) -> dict[str, str]:
     }
 
 
+def scheduled_run(site: FixtureSite, env: dict[str, str]) -> None:
+    """The scheduler, as a nightly deployment runs it, on a schedule of every few seconds:
+    it fires a run of a configured watchlist in a subprocess, which archives the run's report
+    and log; then it is stopped with SIGTERM, as a service manager would."""
+    config = data_dir() / "demo-schedule.toml"
+    config.write_text(
+        "# Written by `make demo`: a watchlist of the fixture site, run every 5 seconds.\n"
+        "[sources.demo-watchlist]\n"
+        'type = "pages"\n'
+        f'urls = ["{site.url("/@alice/post/1001")}"]\n'
+        'collection = "demo"\n'
+        'schedule = "*/5 * * * * *"\n',
+        encoding="utf-8",
+    )
+    print(f"\n$ evidence --config {config} schedule start   (stopped after its first run)")
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", "--config", str(config), "schedule", "start"],
+        env=os.environ | env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _scheduled_runs(env):
+            time.sleep(0.5)
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        scheduler.wait(timeout=300)
+    evidence("runs", "list", "--source", "demo-watchlist", "--limit", "3", env=env)
+    [latest, *_] = _scheduled_runs(env)
+    evidence("runs", "show", latest, env=env)
+
+
+def _scheduled_runs(env: dict[str, str]) -> list[str]:
+    """Finished scheduled runs of the demo watchlist, newest first."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "runs", "list", "--source", "demo-watchlist", "--json"],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [r["id"] for r in json.loads(listed.stdout) if r["finished_at"]]
+
+
 def main() -> None:
     evidence("db", "upgrade")
     with FixtureSite() as site, LocalTSA(publish_crl=True) as tsa:
@@ -96,6 +141,7 @@ def main() -> None:
             "make demo: bundled sample",
             env=env,
         )
+        scheduled_run(site, env)
         evidence("timestamp", "retry", env=env)  # whatever an earlier run left unstamped
         # The TSA's CRL, archived (each run does it too) for verification years from now.
         evidence("timestamp", "crls", env=env)

@@ -32,6 +32,8 @@ def test_demo_runs_twice_and_every_snapshot_has_a_verified_token(tmp_path: Path)
         )
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         assert "custody log of" in demo.stdout and ": OK" in demo.stdout
+        # The scheduler fired a run of the demo watchlist, which archived its report.
+        assert "report and log archived as snapshot" in demo.stdout
     [_, latest] = sorted((tmp_path / "evidence-data" / "reports").glob("verify-*.txt"))
     text = latest.read_text()
     assert "Result:        OK" in text and "no verified timestamp" not in text
@@ -43,4 +45,10 @@ def test_demo_runs_twice_and_every_snapshot_has_a_verified_token(tmp_path: Path)
     }
     report = run_cli("verify", "--all", "--json", env=demo_env, cwd=ROOT, check=True)
     result = json.loads(report.stdout)
-    assert result["ok"] and result["untimestamped"] == 0 and result["snapshots"] == 22
+    # 22 captured and ingested in two demo runs, plus each scheduled run's page, robots.txt
+    # and report (how many runs fire before the scheduler is stopped depends on the clock).
+    scheduled = run_cli("runs", "list", "--source", "demo-watchlist", "--json", env=demo_env)
+    runs = json.loads(scheduled.stdout)
+    assert len(runs) >= 2 and all(r["status"] == "succeeded" for r in runs)
+    assert result["ok"] and result["untimestamped"] == 0
+    assert result["snapshots"] == 22 + 3 * len(runs)
