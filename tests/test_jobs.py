@@ -240,3 +240,23 @@ def test_a_proc_file_is_recorded_without_its_false_size(clean_env: Path) -> None
 
     metadata = view_snapshot(settings, outcome.snapshot).manifest["capture"]
     assert "original_size" not in metadata  # the file system says 0 bytes
+
+
+def test_the_example_configuration_is_valid(clean_env: Path) -> None:
+    """evidence.example.toml stays true: it loads, and its sources are scheduled."""
+    from jobs.schedule import scheduled_entries
+
+    example = Path(__file__).resolve().parent.parent / "evidence.example.toml"
+    anchor = clean_env / "tsa-ca.pem"
+    anchor.write_text("placeholder: only its existence is checked on load")
+    config = clean_env / "evidence.toml"
+    config.write_text(example.read_text().replace("/etc/evidence/tsa-ca.pem", str(anchor)))
+    settings = load_settings(config)
+    entries = {e.name: e for e in scheduled_entries(settings)}
+    assert entries["pages"].schedule == "30 2 * * *"
+    assert entries["x-policy-pages"].source == "pages"
+    spec = sources.get_source("pages")
+    policies = sources.settings_for_run(spec, settings.sources["x-policy-pages"])
+    assert (
+        policies.uses_browser(False) and policies.scrapy_settings()["CLOSESPIDER_PAGECOUNT"] == 50
+    )
