@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import signal
+import socketserver
 import sqlite3
 import subprocess
 import sys
@@ -305,3 +306,51 @@ def test_bad_schedules_are_refused_naming_the_source(tmp_path: Path) -> None:
     )
     proc = run_cli("--config", str(config), "schedule", "list")
     assert proc.returncode == 2 and "Mars/Olympus" in proc.stderr
+
+
+class _SmtpHandler(socketserver.StreamRequestHandler):
+    """Just enough SMTP (RFC 5321) to receive one message from smtplib."""
+
+    messages: list[str]
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 localhost test SMTP\r\n")
+        while line := self.rfile.readline():
+            command = line.decode().strip().upper()
+            if command.startswith(("HELO", "EHLO")):
+                self.wfile.write(b"250 localhost\r\n")
+            elif command == "DATA":
+                self.wfile.write(b"354 go ahead\r\n")
+                body = []
+                while (data := self.rfile.readline()) not in (b".\r\n", b""):
+                    body.append(data.decode())
+                self.messages.append("".join(body))
+                self.wfile.write(b"250 queued\r\n")
+            elif command == "QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:  # MAIL FROM, RCPT TO, RSET, NOOP
+                self.wfile.write(b"250 ok\r\n")
+
+
+def test_a_failed_run_is_mailed(tmp_path: Path) -> None:
+    messages: list[str] = []
+    handler = type("Smtp", (_SmtpHandler,), {"messages": messages})
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = write_config(
+            tmp_path / "evidence.toml",
+            tmp_path / "data",
+            f'[alerts]\nsmtp_host = "127.0.0.1"\nsmtp_port = {server.server_address[1]}\n'
+            'smtp_to = ["oncall@example.org"]\n'
+            '[sources.feed]\ntype = "pages"\nurls = ["http://127.0.0.1:9/refused"]\n',
+        )
+        proc = run_cli("--config", str(config), "crawl", "feed", "--trigger", "schedule")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 2, proc.stderr  # nothing archived: the run failed
+    [message] = messages
+    assert "Subject: [dsa-evidence] feed: run failed" in message
+    assert "oncall@example.org" in message and "connection-error" in message
