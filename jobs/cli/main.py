@@ -7,6 +7,7 @@ nothing), 3 a run archived some of its items but not all.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -82,8 +83,19 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager, the scheduler's shutdown): stop as on Ctrl-C, so that a
+    run in progress is recorded as interrupted. Scrapy installs its own handler while it
+    crawls, and stops the crawl cleanly."""
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise Terminated()
+
+
 def main() -> None:
     """Console entry point: one-line errors, exit status 2 for failures."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except EvidenceError as exc:
