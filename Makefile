@@ -6,10 +6,10 @@ BIN     = $(VENV)/bin
 # are then set up once, not once on each worker (about a fifth less time on 2 cores).
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: setup demo test test-fast bench lint format clean-demo
+.PHONY: setup system-packages demo test test-fast bench lint format clean-demo
 
 # Idempotent: the venv is rebuilt only when pyproject.toml changes.
-setup: $(VENV)/.installed .venv-replay/.installed /usr/bin/chromium
+setup: $(VENV)/.installed .venv-replay/.installed system-packages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,18 @@ $(VENV)/.installed: pyproject.toml
 	.venv-replay/bin/python -m pip install --quiet 'wacz==0.6.*' 'pywb==2.10.*'
 	touch $@
 
-/usr/bin/chromium:
-	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	$$SUDO apt-get update -qq && \
-	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+# Debian packages: Chromium (browser captures), Pango and DejaVu fonts (WeasyPrint renders the
+# exhibit PDFs), poppler-utils (the tests read those PDFs back). apt-get runs only when one of
+# them is missing, so this stays cheap once everything is there.
+SYSTEM_PACKAGES = chromium libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils
+
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 # The main job on the embedded default (SQLite + local store in ./evidence-data): capture the
 # bundled fixture site (started and stopped by the demo), preserve the samples, verify, list.

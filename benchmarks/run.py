@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import bench_capture, bench_store, bench_timestamps, bench_verify
+from benchmarks import (
+    bench_capture,
+    bench_exhibits,
+    bench_schedule,
+    bench_store,
+    bench_timestamps,
+    bench_verify,
+)
 
 
 def main() -> None:
@@ -15,6 +22,8 @@ def main() -> None:
     bench_verify.main(["--snapshots", str(args.snapshots)])
     bench_capture.main([])
     bench_timestamps.main([])
+    bench_exhibits.main([])
+    bench_schedule.main([])
 
 
 if __name__ == "__main__":

@@ -150,7 +150,49 @@ def main() -> None:
         report = reports / f"verify-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.txt"
         evidence("verify", "--all", "--report", str(report), env=env)
         evidence("custody", "verify", env=env)
+        # Court exhibits of the browser capture and an HTTP capture, checked offline.
+        exhibits = data_dir() / "exhibits" / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+        exhibits.parent.mkdir(parents=True, exist_ok=True)
+        refs = demo_exhibit_refs(site.url("/@alice"), site.url("/@alice/post/1001"))
+        evidence(
+            "exhibit",
+            "build",
+            *refs,
+            "--case",
+            "Demo ./. Fixturegram",
+            "-o",
+            str(exhibits),
+            env=env,
+        )
+        evidence("exhibit", "verify", str(exhibits))
     evidence("snapshots", "list", "--collection", "demo", "--limit", "20")
+
+
+def demo_exhibit_refs(browser_url: str, http_url: str) -> list[str]:
+    """The newest browser capture of one page and HTTP capture of another in the demo."""
+    listing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.cli",
+            "snapshots",
+            "list",
+            "--collection",
+            "demo",
+            "--limit",
+            "200",
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    snapshots = json.loads(listing.stdout)  # newest first
+    wanted = (("capture-browser", browser_url), ("capture-http", http_url))
+    return [
+        next(s["id"] for s in snapshots if s["kind"] == kind and s["source_url"] == url)
+        for kind, url in wanted
+    ]
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from evidence_store.index.models import (
 )
 from evidence_store.index.models.timestamp import (
     SUBJECT_CUSTODY_HEAD,
+    SUBJECT_EXHIBIT,
     SUBJECT_MERKLE_ROOT,
     SUBJECT_RENEWAL,
     SUBJECT_SNAPSHOT,
@@ -537,6 +538,25 @@ def _expires_within(objects: ObjectStore, record: TimestampRecord, deadline: dat
     if der is None:
         return True
     return x509.load_der_x509_certificate(der).not_valid_after_utc <= deadline
+
+
+# -- exhibit bundles -------------------------------------------------------------------------
+def timestamp_exhibit(
+    evidence: EvidenceStore, digest_hex: str, config: TimestampSettings, details: dict[str, Any]
+) -> TimestampToken:
+    """Timestamp an exhibit bundle's digest; the token is stored, indexed (subject
+    ``exhibit-bundle``) and logged (``timestamped``, with ``details`` naming the bundle).
+
+    Raises TimestampError when no TSA answers (the failure is logged too).
+    """
+    return _stamp(
+        evidence,
+        digest_hex,
+        config,
+        subject={"subject": SUBJECT_EXHIBIT},
+        action="timestamped",
+        details={"exhibit_bundle": digest_hex, **details},
+    )
 
 
 # -- the custody log's head ------------------------------------------------------------------

@@ -7,7 +7,9 @@ A token's ``imprint`` is the SHA-256 it was granted over. Its ``subject`` says w
   snapshot of the tree has a ``MerkleProof``;
 - ``custody-head``: the entry hash of the custody log's head, ``custody_event_id`` set;
 - ``renewal``: the SHA-256 of another token's reply object (its ``reply_sha256``),
-  ``renews_id`` set: an archive timestamp that proves the older token existed by then.
+  ``renews_id`` set: an archive timestamp that proves the older token existed by then;
+- ``exhibit-bundle``: the digest of an exhibit bundle's SHA256SUMS file (no other column set;
+  the custody entry names the bundle).
 
 A snapshot is timestamped when it has a token of its own or a proof into a timestamped tree.
 """
@@ -25,6 +27,7 @@ SUBJECT_SNAPSHOT = "snapshot"
 SUBJECT_MERKLE_ROOT = "merkle-root"
 SUBJECT_CUSTODY_HEAD = "custody-head"
 SUBJECT_RENEWAL = "renewal"
+SUBJECT_EXHIBIT = "exhibit-bundle"
 
 
 class TimestampRecord(Base):
