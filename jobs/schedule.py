@@ -164,6 +164,11 @@ def serve(
     stop: threading.Event | None = None,
 ) -> None:
     """Run the scheduler until SIGTERM or SIGINT (or ``stop``), then shut down cleanly."""
+    if not scheduled_entries(settings):
+        raise EvidenceError(
+            "nothing to schedule: no entry of [sources] has a `schedule` "
+            "(see evidence.example.toml)"
+        )
     path = config_file(config_path)
     config = str(path.absolute()) if path else None
     stop = stop or threading.Event()

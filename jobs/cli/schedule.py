@@ -24,6 +24,7 @@ SourceArg = Annotated[str, typer.Argument(help="A source with a schedule in [sou
 def schedule_start() -> None:
     """Run the scheduler until SIGTERM or Ctrl-C (each run in a subprocess of its own)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its setup chatter, each run
     settings = state.settings
 
     def ready(synced: schedule.SyncResult) -> None:
