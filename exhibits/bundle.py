@@ -11,6 +11,8 @@ A bundle (a folder, or a ZIP holding that folder) contains::
     K1/capture.wacz             the WARC as a replayable WACZ (when the capture has a WARC)
     K1/timestamps/...           the TSA replies (.tsr), the certificates they carry, Merkle proofs
     K1/custody.json             the snapshot's custody trail
+    K2/T1-<id>/...              the same per snapshot, when an exhibit shows several (a
+                                timeline: T1 is the oldest capture)
     keys/                       the endorsed history of the signing keys (keys.json, PEMs)
     trust/tsa-anchors.pem       the TSA trust anchors the tokens chain to
     BUNDLE.json                 what the bundle holds, machine-readable
@@ -114,6 +116,7 @@ class ExhibitEntry:
     snapshots: list[str]
     pdf: str
     pdf_sha256: str = ""
+    captured_until: str | None = None  # the last capture, when the exhibit spans several
 
 
 @dataclass
@@ -269,13 +272,24 @@ def _environment_rows(manifest: dict[str, Any]) -> list[tuple[str, str]]:
 
 # -- one snapshot's originals ------------------------------------------------------------------
 @dataclass
-class _SnapshotPart:
-    """What one snapshot contributes: files written, and what its PDF shows."""
+class SnapshotPart:
+    """What one snapshot contributes to an exhibit: the files written into the bundle (already
+    re-hashed against the manifest), and what its PDF shows of them."""
 
     meta: dict[str, Any]  # for BUNDLE.json
     view: dict[str, Any]  # for the template
     screenshot: Path | None = None
     anchors: dict[str, bytes] = field(default_factory=dict)  # fingerprint -> PEM
+    manifest: dict[str, Any] = field(default_factory=dict)
+    root: Path | None = None  # the bundle folder the artifact paths are relative to
+
+    def artifact(self, role: str, media_type: str | None = None) -> Path | None:
+        """The bundle's copy of the first artifact of ``role`` (and media type), if any."""
+        assert self.root is not None
+        for entry in self.meta["artifacts"]:
+            if entry["role"] == role and media_type in (None, entry["media_type"]):
+                return self.root / entry["path"]
+        return None
 
 
 def _write_snapshot(
@@ -285,7 +299,7 @@ def _write_snapshot(
     snapshot_id: str,
     folder: str,
     lang: str,
-) -> _SnapshotPart:
+) -> SnapshotPart:
     t = TEXTS[lang]
     snap = session.get(Snapshot, snapshot_id)
     assert snap is not None
@@ -382,6 +396,10 @@ def _write_snapshot(
         "final_url": capture.get("final_url"),
         "redirects": redirects,
         "status": capture.get("status"),
+        "outcome": capture.get("outcome"),
+        "error": capture.get("error"),
+        "mode": capture.get("mode"),
+        "captured": captured,
         "captured_utc": utc_text(captured),
         "captured_berlin": berlin_text(captured, lang),
         "archived_utc": utc_text(archived),
@@ -424,7 +442,14 @@ def _write_snapshot(
         "timestamps": tokens_meta,
         "custody": f"{folder}/custody.json",
     }
-    return _SnapshotPart(meta=meta, view=view, screenshot=screenshot, anchors=anchor_pems)
+    return SnapshotPart(
+        meta=meta,
+        view=view,
+        screenshot=screenshot,
+        anchors=anchor_pems,
+        manifest=manifest,
+        root=writer.root,
+    )
 
 
 def _write_wacz(
@@ -569,15 +594,90 @@ def _write_tokens(
 
 
 # -- the bundle ---------------------------------------------------------------------------------
-def _exhibit_title(item: ExhibitItem, part: _SnapshotPart, lang: str) -> str:
-    t = TEXTS[lang]
+@dataclass(frozen=True)
+class PageContext:
+    """What a presenter needs besides the item and its snapshots' parts."""
+
+    label: str
+    options: BundleOptions
+    render_dir: Path  # scratch space for derived images (never part of the bundle)
+
+
+@dataclass
+class ExhibitPage:
+    """What an exhibit's PDF shows: a template of ``templates/``, its context, its title, and
+    the period it covers (for the index)."""
+
+    template: str
+    title: str
+    context: dict[str, Any]
+    captured_at: str  # RFC 3339
+    captured_until: str | None = None  # the last capture, when the exhibit spans several
+
+
+Presenter = Callable[[ExhibitItem, list[SnapshotPart], PageContext], ExhibitPage]
+
+# Kind -> "module:function" of its presenter. Imported when needed, so that a presenter may
+# import this module (for SnapshotPart and friends) without a cycle.
+PRESENTERS: dict[str, str] = {
+    "snapshot": "exhibits.bundle:present_snapshot",
+    "timeline": "exhibits.timeline:present_timeline",
+}
+
+
+def _presenter(kind: str) -> Presenter:
+    import importlib
+
+    target = PRESENTERS.get(kind, PRESENTERS["snapshot"])
+    module, _, name = target.partition(":")
+    presenter: Presenter = getattr(importlib.import_module(module), name)
+    return presenter
+
+
+def page_title(part: SnapshotPart, lang: str, fallback: str) -> str:
+    """The page a snapshot shows, shortened for a title (the full URL is in the table)."""
     url = part.view["final_url"] or part.view["requested_url"]
     if url:
-        # The title names the page; the URL in full is in the table below it.
-        shown = url if len(url) <= 90 else url[:89] + "…"
-        return f"{t['capture_of']} {shown}"
+        return url if len(url) <= 90 else url[:89] + "…"
     names = [f["name"] for f in part.meta["artifacts"]]
-    return f"{t['file']} {', '.join(names) or item.ref}"
+    return f"{TEXTS[lang]['file']} {', '.join(names) or fallback}"
+
+
+def present_snapshot(
+    item: ExhibitItem, parts: list[SnapshotPart], page: PageContext
+) -> ExhibitPage:
+    """One snapshot (or the first of an item's): its facts, proofs and full screenshot."""
+    t = TEXTS[page.options.lang]
+    main = parts[0]
+    url = main.view["final_url"] or main.view["requested_url"]
+    shown = page_title(main, page.options.lang, item.ref)
+    title = f"{t['capture_of']} {shown}" if url else shown
+    slices = (
+        slice_screenshot(main.screenshot, page.render_dir, page.label) if main.screenshot else []
+    )
+    view = dict(main.view)
+    view["fields"] = [(t.get(k, k), v) for k, v in item.fields()]
+    view["slices"] = slices
+    return ExhibitPage(
+        template="exhibit.html",
+        title=title,
+        context={"item": view, "folder": main.meta["folder"]},
+        captured_at=main.meta["captured_at"],
+    )
+
+
+def _fill_timestamps(part: SnapshotPart, lang: str) -> None:
+    t = TEXTS[lang]
+    for stamp in part.view["timestamps"]:
+        how = stamp["covers_how"]
+        stamp["gen_berlin"] = berlin_text(stamp["gen_time"], lang)
+        stamp["covers"] = (
+            t["covers_merkle"].format(
+                root=how["root"], leaf=how["leaf"], size=how["size"], file=how["proof"]
+            )
+            if how["covers"] == "merkle-root"
+            else f"{t['covers_snapshot']} {part.meta['id']}"
+        )
 
 
 def build_bundle(
@@ -589,10 +689,13 @@ def build_bundle(
     *,
     configured_anchors: Sequence[bytes] = (),
     on_exhibit: Callable[[str], None] | None = None,
+    resolve: Callable[[Session, str], ExhibitItem] = resolve_item,
 ) -> PendingBundle:
     """Write the exhibits of ``refs`` (snapshot ids or prefixes; later records) into a new
     bundle, up to SHA256SUMS; :func:`finish_bundle` completes it.
 
+    ``resolve`` turns each reference into an item (``exhibits.timeline.resolve_timeline`` for
+    a timeline); each item's PDF is made by the presenter of its kind (:data:`PRESENTERS`).
     ``configured_anchors`` (PEM) are the TSA trust anchors of this installation: they go into
     ``trust/`` too, so that the token the caller gets over the bundle's digest can be checked.
     """
@@ -614,7 +717,7 @@ def build_bundle(
     render_dir.mkdir()
     try:
         with index.session() as session:
-            items = [resolve_item(session, ref) for ref in refs]
+            items = [resolve(session, ref) for ref in refs]
             entries: list[ExhibitEntry] = []
             exhibits_meta: list[dict[str, Any]] = []
             anchors: dict[str, bytes] = {}
@@ -624,45 +727,26 @@ def build_bundle(
                 if on_exhibit:
                     on_exhibit(label)
                 parts = []
-                for snap in item.snapshots:
-                    folder = label if len(item.snapshots) == 1 else f"{label}/{snap.id[:16]}"
+                several = len(item.snapshots) > 1
+                for n, snap in enumerate(item.snapshots, start=1):
+                    folder = f"{label}/T{n}-{snap.id[:12]}" if several else label
                     parts.append(
                         _write_snapshot(writer, objects, session, snap.id, folder, options.lang)
                     )
-                main = parts[0]
                 for part in parts:
                     anchors.update(part.anchors)
-                    for stamp in part.view["timestamps"]:
-                        how = stamp["covers_how"]
-                        stamp["gen_berlin"] = berlin_text(stamp["gen_time"], options.lang)
-                        stamp["covers"] = (
-                            t["covers_merkle"].format(
-                                root=how["root"],
-                                leaf=how["leaf"],
-                                size=how["size"],
-                                file=how["proof"],
-                            )
-                            if how["covers"] == "merkle-root"
-                            else f"{t['covers_snapshot']} {part.meta['id']}"
-                        )
-                title = _exhibit_title(item, main, options.lang)
-                slices = (
-                    slice_screenshot(main.screenshot, render_dir, label) if main.screenshot else []
-                )
+                    _fill_timestamps(part, options.lang)
+                page = _presenter(item.kind)(item, parts, PageContext(label, options, render_dir))
                 pdf = f"{label}.pdf"
-                view = dict(main.view)
-                view["fields"] = [(t.get(k, k), v) for k, v in item.fields()]
-                view["slices"] = slices
                 render_pdf(
-                    "exhibit.html",
+                    page.template,
                     {
                         "lang": options.lang,
                         "case": options.case,
                         "label": f"{t['exhibit']} {label}",
-                        "doc_title": f"{t['exhibit']} {label}: {title}",
-                        "title": title,
-                        "item": view,
-                        "folder": main.meta["folder"],
+                        "doc_title": f"{t['exhibit']} {label}: {page.title}",
+                        "title": page.title,
+                        **page.context,
                     },
                     writer.path(pdf),
                     base=scratch,
@@ -670,11 +754,12 @@ def build_bundle(
                 pdf_sha256 = writer.file(pdf, writer.path(pdf))
                 entry = ExhibitEntry(
                     label=label,
-                    title=title,
+                    title=page.title,
                     kind=item.kind,
                     ref=item.ref,
                     url=item.url,
-                    captured_at=main.meta["captured_at"],
+                    captured_at=page.captured_at,
+                    captured_until=page.captured_until,
                     snapshots=[p.meta["id"] for p in parts],
                     pdf=pdf,
                     pdf_sha256=pdf_sha256,
@@ -712,6 +797,12 @@ def build_bundle(
                         **vars(e),
                         "captured_utc": utc_text(parse_rfc3339(e.captured_at)),
                         "captured_berlin": berlin_text(parse_rfc3339(e.captured_at), options.lang),
+                        "until_utc": utc_text(parse_rfc3339(e.captured_until))
+                        if e.captured_until
+                        else None,
+                        "until_berlin": berlin_text(parse_rfc3339(e.captured_until), options.lang)
+                        if e.captured_until
+                        else None,
                     }
                     for e in entries
                 ],

@@ -107,13 +107,64 @@ TEXTS: dict[str, dict[str, str]] = {
         "changed": "geändert",
         "unchanged": "unverändert",
         "gone": "nicht mehr vorhanden",
-        "first": "erste Erfassung",
+        "first": "erste Erfassung in dieser Anlage",
         "text_diff": "Textunterschiede",
         "removed": "entfernt",
         "added": "hinzugefügt",
         "figures": "Geänderte Zahlen",
-        "side_by_side": "Bildschirmfotos nebeneinander (sichtbarer Bereich)",
+        "side_by_side": "Bildschirmfotos nebeneinander",
         "no_change": "Keine Textänderung.",
+        "unavailable": "nicht abrufbar",
+        "range": "Zeitraum der Auswahl",
+        "period": "Erfassungszeitraum",
+        "state": "Befund",
+        "capture_no": "Erfassung",
+        "changed_since": "Text gegenüber T{n} geändert",
+        "same_since": "Text wie T{n}",
+        "back_since": "wieder vorhanden (zuletzt T{n})",
+        "why_status": "Server antwortete mit HTTP-Status {status}",
+        "why_login_wall": "statt der Seite wurde eine Anmeldeseite angezeigt (Login-Sperre)",
+        "why_removed": "die Plattform zeigte die Seite als entfernt an",
+        "why_failed": "Erfassung gescheitert: {error}",
+        "outcome": "Ergebnis der Erfassung",
+        "timeline_intro": "Diese Anlage zeigt dieselbe Seite in {n} Erfassungen, die älteste "
+        "zuerst (T1, T2, …). Zwischen aufeinanderfolgenden Erfassungen sind die Unterschiede "
+        "des sichtbaren Textes, die geänderten Zahlen und die Bildschirmfotos nebeneinander "
+        "dargestellt. Alles wurde aus den beigefügten Originalen abgeleitet (bei "
+        "Browser-Erfassungen aus dem gerenderten DOM, sonst aus der HTML-Antwort im WARC).",
+        "changes": "Änderungen",
+        "changes_between": "T{a} → T{b}",
+        "legend": "Lesehilfe: Zeilen mit „-“ am Anfang und rot hinterlegtem, durchgestrichenem "
+        "Text wurden entfernt; Zeilen mit „+“ und grün hinterlegtem, unterstrichenem Text kamen "
+        "hinzu; Zeilen ohne Zeichen sind unveränderter Zusammenhang. Innerhalb einer Zeile sind "
+        "die geänderten Wörter zusätzlich fett hervorgehoben.",
+        "figure_where": "Stelle (Zeile in der neueren Fassung)",
+        "figure_change": "vorher → nachher",
+        "no_figures": "Keine geänderten Zahlen.",
+        "diff_truncated": "… weitere {n} Zeilen mit Unterschieden sind hier nicht abgedruckt; "
+        "die vollständigen Fassungen liegen in den Originalen.",
+        "server_answer": "Sichtbarer Text der Antwort",
+        "answer_more": "… und {n} weitere Zeilen (siehe Original).",
+        "no_text": "Die Erfassung enthält keine HTML-Seite, aus der Text gewonnen werden kann.",
+        "capture_details": "Einzelheiten und Nachweise der Erfassungen",
+        "capture_heading": "T{n}: Erfassung vom {when}",
+        "folder": "Ordner der Originale",
+        "side_caption": "T{a} (links, {a_when}) und T{b} (rechts, {b_when}); Pixelzeilen "
+        "{top}–{bottom} von {tallest}, verkleinert. Die vollständigen "  # noqa: RUF001 (typography of a court document)
+        "Bildschirmfotos in voller Auflösung liegen als Originale bei: {a_file} und {b_file}.",
+        "side_close": "T{a} (links, {a_when}) und T{b} (rechts, {b_when}): der Bereich, in dem "
+        "sich die Bildschirmfotos unterscheiden (Pixel {x0}–{x1} waagerecht, {y0}–{y1} "  # noqa: RUF001 (typography of a court document)
+        "senkrecht, von {width} × {tallest}), in beiden derselbe Ausschnitt, in voller "  # noqa: RUF001 (typography of a court document)
+        "Auflösung. Danach die ganzen Seiten verkleinert.",
+        "side_cut": "Nur die ersten {shown} Pixelzeilen sind nebeneinander abgebildet; die "
+        "ganzen Seiten zeigen die Originale.",
+        "side_none": "keine weitere Fläche",
+        "verify_timeline": "Die Originale jeder Erfassung liegen im Bündel im jeweils genannten "
+        "Ordner (T1 ist die älteste). Jede Datei ist mit ihrem SHA-256-Wert in SHA256SUMS "
+        "aufgeführt (Prüfung: sha256sum -c SHA256SUMS). Der SHA-256-Wert jedes manifest.json "
+        "ist die Snapshot-ID; das Manifest nennt den SHA-256-Wert jeder Datei, ist mit Ed25519 "
+        "signiert und durch einen Zeitstempel gesichert. Die genauen Befehle stehen in "
+        "VERIFY.md; evidence exhibit verify prüft alles ohne Datenbank.",
     },
     "en": {
         "exhibit": "Exhibit",
@@ -212,13 +263,64 @@ TEXTS: dict[str, dict[str, str]] = {
         "changed": "changed",
         "unchanged": "unchanged",
         "gone": "gone",
-        "first": "first capture",
+        "first": "first capture in this exhibit",
         "text_diff": "Text differences",
         "removed": "removed",
         "added": "added",
         "figures": "Changed figures",
-        "side_by_side": "Screenshots side by side (visible area)",
+        "side_by_side": "Screenshots side by side",
         "no_change": "No change of text.",
+        "unavailable": "unavailable",
+        "range": "Range selected",
+        "period": "Period of the captures",
+        "state": "Finding",
+        "capture_no": "Capture",
+        "changed_since": "text changed since T{n}",
+        "same_since": "text as at T{n}",
+        "back_since": "present again (last at T{n})",
+        "why_status": "the server answered with HTTP status {status}",
+        "why_login_wall": "a login page was shown instead of the page (login wall)",
+        "why_removed": "the platform showed the page as removed",
+        "why_failed": "the capture failed: {error}",
+        "outcome": "Outcome of the capture",
+        "timeline_intro": "This exhibit shows the same page in {n} captures, oldest first (T1, "
+        "T2, …). Between consecutive captures it shows the differences of the visible text, the "
+        "figures that changed and the screenshots side by side. All of it is derived from the "
+        "originals enclosed (the rendered DOM of a browser capture, else the HTML response in "
+        "the WARC).",
+        "changes": "Changes",
+        "changes_between": "T{a} → T{b}",
+        "legend": "How to read: lines starting with “-” with text on red, struck through, were "
+        "removed; lines starting with “+” with text on green, underlined, were added; lines "
+        "without a sign are unchanged context. Within a line the words that changed are also "
+        "set in bold.",
+        "figure_where": "Where (line in the newer version)",
+        "figure_change": "before → after",
+        "no_figures": "No figures changed.",
+        "diff_truncated": "… {n} more lines with differences are not printed here; the "
+        "complete versions are in the originals.",
+        "server_answer": "Visible text of the answer",
+        "answer_more": "… and {n} more lines (see the original).",
+        "no_text": "The capture holds no HTML page to take text from.",
+        "capture_details": "Details and proofs of the captures",
+        "capture_heading": "T{n}: capture of {when}",
+        "folder": "Folder of the originals",
+        "side_caption": "T{a} (left, {a_when}) and T{b} (right, {b_when}); pixel rows "
+        "{top}–{bottom} of {tallest}, scaled down. The full screenshots at full "  # noqa: RUF001 (typography of a court document)
+        "resolution are enclosed as originals: {a_file} and {b_file}.",
+        "side_close": "T{a} (left, {a_when}) and T{b} (right, {b_when}): the area where the "
+        "screenshots differ (pixels {x0}–{x1} across, {y0}–{y1} down, of {width} × "  # noqa: RUF001 (typography of a court document)
+        "{tallest}), the same area of both, at full resolution. The whole pages follow, scaled "
+        "down.",
+        "side_cut": "Only the first {shown} pixel rows are shown side by side; the originals "
+        "show the whole pages.",
+        "side_none": "nothing further",
+        "verify_timeline": "Each capture's originals are in the bundle, in the folder named "
+        "(T1 is the oldest). Each file is listed with its SHA-256 in SHA256SUMS (check: "
+        "sha256sum -c SHA256SUMS). The SHA-256 of each manifest.json is the snapshot id; the "
+        "manifest lists the SHA-256 of every file, is signed with Ed25519 and covered by a "
+        "timestamp. VERIFY.md gives the exact commands; evidence exhibit verify checks "
+        "everything without any database.",
     },
 }
 

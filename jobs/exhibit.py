@@ -9,10 +9,12 @@ the index nor the store (:func:`verify_bundle`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evidence_store.errors import EvidenceError
 from evidence_store.timestamps.tokens import TimestampError
@@ -21,10 +23,17 @@ from jobs.config import Settings
 from jobs.context import open_evidence
 from jobs.progress import NO_PROGRESS, Progress
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy.orm import Session
+
+    from exhibits.items import ExhibitItem
+
 
 @dataclass
 class ExhibitBuild:
-    """What ``build_exhibits`` wrote."""
+    """What ``build_exhibits`` or ``build_timeline`` wrote."""
 
     path: Path
     digest: str  # SHA-256 of the bundle's SHA256SUMS: what is timestamped and logged
@@ -50,6 +59,76 @@ def build_exhibits(
 ) -> ExhibitBuild:
     """Build an exhibit bundle (a folder, or a ``.zip``) of the items ``refs`` (snapshot ids
     or unique prefixes), one exhibit each, numbered ``prefix`` + ``start``, ``start + 1``, …"""
+    progress.stage("building exhibits", total=len(refs))
+    return _build(
+        settings, refs, output, case=case, prefix=prefix, start=start, lang=lang, progress=progress
+    )
+
+
+def build_timeline(
+    settings: Settings,
+    ref: str,
+    output: Path,
+    *,
+    case: str,
+    prefix: str = "K",
+    start: int = 1,
+    lang: str = "de",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> ExhibitBuild:
+    """Build a bundle of one timeline exhibit: the captures of the page ``ref`` names (a URL
+    as it was requested), oldest first, optionally only those captured within ``since`` and
+    ``until``, with the changes between them (see ``exhibits.timeline``). ``ad:`` and
+    ``post:`` references are refused until the records layer exists."""
+    from exhibits.timeline import resolve_timeline
+
+    progress.stage("building the timeline exhibit", total=1)
+    return _build(
+        settings,
+        [ref],
+        output,
+        case=case,
+        prefix=prefix,
+        start=start,
+        lang=lang,
+        progress=progress,
+        resolve=functools.partial(resolve_timeline, since=since, until=until),
+    )
+
+
+def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
+    """A ``--from``/``--to`` value: RFC 3339 (``2026-03-01T12:00:00+01:00``), or a date
+    (``2026-03-01``: midnight UTC, or the day's last moment with ``end_of_day``); a time
+    without a zone is UTC."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise EvidenceError(
+            f"{text!r} is not a time: give 2026-03-01 or 2026-03-01T12:00:00+01:00"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _build(
+    settings: Settings,
+    refs: list[str],
+    output: Path,
+    *,
+    case: str,
+    prefix: str,
+    start: int,
+    lang: str,
+    progress: Progress,
+    resolve: Callable[[Session, str], ExhibitItem] | None = None,
+) -> ExhibitBuild:
+    """Build, timestamp the digest, put the bundle in place, log an export per snapshot."""
     from exhibits.bundle import BundleOptions, BundleStamp, build_bundle, finish_bundle
 
     if output.exists():
@@ -58,7 +137,6 @@ def build_exhibits(
     options.check()
     evidence = open_evidence(settings)
     config = settings.timestamp_settings()
-    progress.stage("building exhibits", total=len(refs))
     pending = build_bundle(
         evidence.objects,
         evidence.index,
@@ -67,6 +145,7 @@ def build_exhibits(
         options,
         configured_anchors=config.anchors(),
         on_exhibit=lambda label: progress.advance(item=label),
+        **({"resolve": resolve} if resolve is not None else {}),
     )
     stamp: BundleStamp | None = None
     note = ""
@@ -143,6 +222,7 @@ def build_exhibits(
                 "kind": e.kind,
                 "url": e.url,
                 "captured_at": e.captured_at,
+                "captured_until": e.captured_until,
                 "snapshots": e.snapshots,
                 "pdf": e.pdf,
                 "pdf_sha256": e.pdf_sha256,
@@ -172,17 +252,3 @@ def verify_bundle(path: Path, *, progress: Progress = NO_PROGRESS) -> Any:
     from exhibits.verify import verify_bundle as check
 
     return check(path, progress=lambda what: progress.advance(item=what))
-
-
-def build_timeline(
-    settings: Settings,
-    ref: str,
-    output: Path,
-    *,
-    case: str,
-    label: str = "K1",
-    lang: str = "de",
-    progress: Progress = NO_PROGRESS,
-) -> ExhibitBuild:
-    """One exhibit of a page across its captures (see ``exhibits.timeline``)."""
-    raise EvidenceError("timeline exhibits are not implemented yet")

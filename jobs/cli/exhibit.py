@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from jobs.cli.common import ConsoleProgress, JsonOption, out, print_json, safe, state, warn
-from jobs.exhibit import build_exhibits, build_timeline, verify_bundle
+from jobs.exhibit import build_exhibits, build_timeline, parse_moment, verify_bundle
 
 exhibit_app = typer.Typer(
     help="Court exhibits: bundles a judge can read and an expert can check offline.",
@@ -87,17 +87,41 @@ def build_command(
 
 @exhibit_app.command("timeline")
 def timeline_command(
-    url: Annotated[str, typer.Argument(help="The URL whose captures to compare.")],
+    item: Annotated[
+        str,
+        typer.Argument(
+            help="The page: its URL as it was captured (or snapshot:<id> for the URL a "
+            "snapshot captured); ad: and post: come with the records layer."
+        ),
+    ],
     output: OutputOption,
     case: CaseOption,
-    label: Annotated[str, typer.Option("--label", help="The exhibit's label.")] = "K1",
+    prefix: Annotated[str, typer.Option("--prefix", help="Exhibit label prefix.")] = "K",
+    start: Annotated[int, typer.Option("--start", help="Number of the exhibit.")] = 1,
     lang: LangOption = "de",
+    since: Annotated[
+        str | None,
+        typer.Option("--from", help="Only captures from then on (2026-03-01 or RFC 3339)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--to", help="Only captures until then (a date counts whole)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """One exhibit of a page across its captures: present, changed, gone, with the changes."""
     with ConsoleProgress() as progress:
         result = build_timeline(
-            state.settings, url, output, case=case, label=label, lang=lang, progress=progress
+            state.settings,
+            item,
+            output,
+            case=case,
+            prefix=prefix,
+            start=start,
+            lang=lang,
+            since=parse_moment(since) if since else None,
+            until=parse_moment(until, end_of_day=True) if until else None,
+            progress=progress,
         )
     for message in result.warnings:
         warn(message)
@@ -106,14 +130,29 @@ def timeline_command(
             {
                 "path": str(result.path),
                 "digest": result.digest,
+                "file_sha256": result.file_sha256,
+                "size": result.size,
+                "files": result.files,
                 "exhibits": result.exhibits,
                 "timestamp": result.timestamp,
+                "timestamp_note": result.timestamp_note or None,
             }
         )
         return
+    [exhibit] = result.exhibits
+    stamped = (
+        f"timestamped {result.timestamp['gen_time']} by {safe(result.timestamp['tsa'])}"
+        if result.timestamp
+        else "NOT timestamped"
+    )
     out.print(
-        f"wrote {safe(result.path)}: timeline of {len(result.exhibits[0]['snapshots'])} "
-        f"capture(s); bundle digest {result.digest}",
+        f"{safe(exhibit['label'])}  {safe(exhibit['title'])}  (pdf sha256 {exhibit['pdf_sha256']})",
+        soft_wrap=True,
+    )
+    out.print(
+        f"wrote {safe(result.path)}: timeline of {len(exhibit['snapshots'])} capture(s), "
+        f"{result.files} files, {result.size:,} bytes; bundle digest (SHA256SUMS) "
+        f"{result.digest}, {stamped}",
         soft_wrap=True,
     )
 
