@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from evidence_store import custody
@@ -141,8 +141,10 @@ def _key_refusal(session: Session, signer: Signer) -> tuple[str | None, bool]:
     history = endorsed_history(session)
     if fp in history:
         return None, False
-    if known is None and session.scalar(select(func.count()).select_from(SigningKey)) == 0:
-        return None, True  # the first key of a new index is the genesis of its history
+    # The history is read in one statement: deciding "no keys yet" from a second query could
+    # see another process's genesis commit between the two (READ COMMITTED) and refuse the key.
+    if not history:
+        return None, known is None  # the first key of a new index is the genesis of its history
     # A key file replaced by hand (or a fresh key made after the old one was lost) would
     # otherwise start a second, unendorsed line that verification could not tell from ours.
     return unendorsed_key_message(fp, history), False
