@@ -15,6 +15,7 @@ A bundle (a folder, or a ZIP holding that folder) contains::
                                 timeline: T1 is the oldest capture)
     keys/                       the endorsed history of the signing keys (keys.json, PEMs)
     trust/tsa-anchors.pem       the TSA trust anchors the tokens chain to
+    trust/crls/N.crl            the newest archived CRL of each TSA CA (revocation status)
     BUNDLE.json                 what the bundle holds, machine-readable
     VERIFY.md                   how to check all of it with standard tools (German, English)
     SHA256SUMS                  the SHA-256 of every file above
@@ -76,6 +77,7 @@ TIMESTAMP_NOTE_FILE = "BUNDLE-TIMESTAMP.txt"
 MANIFEST_FILE = "BUNDLE.json"
 VERIFY_FILE = "VERIFY.md"
 ANCHORS_FILE = "trust/tsa-anchors.pem"
+CRLS_FOLDER = "trust/crls"
 KEYS_FOLDER = "keys"
 # Written after SHA256SUMS, so not listed in it; everything else must be.
 OUTSIDE_SUMS = frozenset({SUMS, DIGEST_FILE, TOKEN_FILE, TOKEN_CHAIN_FILE, TIMESTAMP_NOTE_FILE})
@@ -593,6 +595,28 @@ def _write_tokens(
     return shown, anchors, meta
 
 
+def _write_crls(writer: _Writer, objects: ObjectStore, session: Session) -> list[dict[str, Any]]:
+    """The newest archived CRL of each TSA CA, as fetched (PEM or DER), so that the tokens'
+    revocation status can be checked offline, years on."""
+    from evidence_store.timestamps.revocation import newest_crls
+
+    written = []
+    for n, row in enumerate(newest_crls(session), start=1):
+        file = f"{CRLS_FOLDER}/{n}.crl"
+        writer.object(file, objects, row.crl_sha256, "an archived CRL")
+        written.append(
+            {
+                "file": file,
+                "issuer": row.issuer,
+                "this_update": format_rfc3339(row.this_update),
+                "next_update": format_rfc3339(row.next_update) if row.next_update else None,
+                "url": row.url,
+                "format": "PEM" if writer.path(file).read_bytes().startswith(b"-----") else "DER",
+            }
+        )
+    return written
+
+
 # -- the bundle ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PageContext:
@@ -769,6 +793,7 @@ def build_bundle(
                     {**vars(entry), "snapshots": [p.meta for p in parts], "fields": item.fields()}
                 )
             export_key_history(objects, session, work / KEYS_FOLDER)
+            crl_files = _write_crls(writer, objects, session)
         for relative in sorted(
             p.relative_to(work).as_posix() for p in (work / KEYS_FOLDER).rglob("*") if p.is_file()
         ):
@@ -820,6 +845,7 @@ def build_bundle(
             "software": software_versions(),
             "index_pdf": index_name,
             "trust_anchors": anchor_files,
+            "crls": crl_files,
             "keys": f"{KEYS_FOLDER}/keys.json",
             "digest": {
                 "file": SUMS,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -35,7 +36,7 @@ from evidence_store.errors import EvidenceError
 from evidence_store.manifest import parse_manifest
 from evidence_store.signing import verify_signature
 from evidence_store.timestamps.merkle import leaf_hash, merkle_root, verify_inclusion
-from evidence_store.timestamps.tokens import TimestampError, verify_token
+from evidence_store.timestamps.tokens import TimestampError, load_crls, verify_token
 from exhibits.bundle import (
     DIGEST_FILE,
     MANIFEST_FILE,
@@ -158,6 +159,7 @@ class _Checker:
         self.listed: dict[str, str] = {}
         self.bad: set[str] = set()  # files that failed their digest: not read further
         self.anchors: list[bytes] = []
+        self.crls: list[x509.CertificateRevocationList] = []  # parsed once, for every token
 
     def fail(self, file: str, reason: str) -> None:
         self.result.problems.append(Problem(file, reason))
@@ -169,6 +171,12 @@ class _Checker:
             for anchor in meta.get("trust_anchors") or []:
                 if self._usable(anchor):
                     self.anchors.append(self.bundle.read(anchor))
+            for crl in meta.get("crls") or []:
+                if self._usable(crl.get("file")):
+                    try:
+                        self.crls.extend(load_crls(self.bundle.read(crl["file"])))
+                    except TimestampError as exc:
+                        self.fail(crl["file"], f"not a readable CRL: {exc}")
             self._check_bundle_token()
             history = self._key_history(meta)
             for exhibit in meta.get("exhibits") or []:
@@ -387,13 +395,22 @@ class _Checker:
             self.result.unchecked.append(f"{file}: no TSA trust anchor in the bundle")
             return
         try:
-            verify_token(
-                self.bundle.read(file), bytes.fromhex(digest), self.anchors, untrusted_chain=chain
+            verified = verify_token(
+                self.bundle.read(file),
+                bytes.fromhex(digest),
+                self.anchors,
+                untrusted_chain=chain,
+                crls=self.crls,
             )
         except TimestampError as exc:
             self.fail(file, f"does not verify: {exc}")
             return
         self.result.timestamps += 1
+        if not self.crls:
+            self.result.unchecked.append(f"{file}: revocation not checked: no CRL in the bundle")
+        elif verified.revocation_unknown:
+            unknown = "; ".join(verified.revocation_unknown)
+            self.result.unchecked.append(f"{file}: revocation not checked: {unknown}")
 
     def _check_proof(self, sid: str, proof_file: str | None) -> str | None:
         if not self._usable(proof_file):

@@ -144,6 +144,7 @@ def verify_md(bundle: dict[str, Any]) -> str:
     for fp in fingerprints:
         lines.append(f'grep -q \'"fingerprint": "{fp}"\' keys/keys.json')
     lines += ["```", ""]
+    lines += _crl_commands(bundle.get("crls") or [], anchors)
     lines += [
         "## Grenzen / Limits",
         "",
@@ -159,6 +160,42 @@ def verify_md(bundle: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _crl_commands(crls: list[dict[str, Any]], anchors: str | None) -> list[str]:
+    lines = [
+        "## 5. Sperrlisten / Revocation lists",
+        "",
+    ]
+    if not crls or not anchors:
+        return [
+            *lines,
+            "Keine Sperrliste im Bündel: ob ein Zertifikat des Zeitstempeldienstes gesperrt war, "
+            "ist hier nicht belegt. / No revocation list in the bundle: whether a certificate of "
+            "the time-stamping authority was revoked is not shown here.",
+            "",
+        ]
+    lines += [
+        "trust/crls/ enthält die neueste archivierte Sperrliste (CRL) jeder ausstellenden CA. "
+        "Der erste Befehl prüft ihre Signatur (`verify OK`), der zweite listet die gesperrten "
+        "Seriennummern: die des Zeitstempel-Zertifikats (in den *-chain.pem-Dateien, `openssl "
+        "x509 -noout -serial`) darf nicht darunter sein. / trust/crls/ holds the newest "
+        "archived revocation list (CRL) of each issuing CA. The first command checks its "
+        "signature (`verify OK`), the second lists the revoked serial numbers: the TSA "
+        "certificate's (in the *-chain.pem files, `openssl x509 -noout -serial`) must not be "
+        "among them.",
+        "",
+        "```sh",
+    ]
+    for crl in crls:
+        inform = "PEM" if crl.get("format") == "PEM" else "DER"
+        # openssl crl exits 0 even on "verify failure": the grep makes the check fail.
+        lines.append(
+            f"openssl crl -inform {inform} -in {_q(crl['file'])} -CAfile {_q(anchors)} -noout "
+            "2>&1 | grep -qx 'verify OK'"
+        )
+        lines.append(f"openssl crl -inform {inform} -in {_q(crl['file'])} -noout -text")
+    return [*lines, "```", ""]
 
 
 def _snapshot_commands(label: str, snap: dict[str, Any], anchors: str | None) -> list[str]:

@@ -34,7 +34,7 @@ LONG_QUERY = "?utm_source=" + "verbraucherschutz-" * 12 + "&ref=" + "x" * 90 + "
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A browser capture, two HTTP captures and a file (Merkle mode), all timestamped."""
     root = tmp_path_factory.mktemp("exhibits")
-    with FixtureSite() as site, LocalTSA() as tsa:
+    with FixtureSite() as site, LocalTSA(publish_crl=True) as tsa:
         ca = root / "tsa-ca.pem"
         ca.write_bytes(tsa.ca_pem)
         env = {
@@ -43,7 +43,6 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             "EVIDENCE_TIMESTAMPS__TSA_URLS": json.dumps([tsa.url]),
             "EVIDENCE_TIMESTAMPS__TRUST_ANCHORS": json.dumps([str(ca)]),
             "EVIDENCE_TIMESTAMPS__SOURCES": json.dumps({"files": "merkle"}),
-            "EVIDENCE_TIMESTAMPS__ARCHIVE_CRLS": "false",
         }
         ids = {}
         browser = run_cli("capture", "--browser", site.url("/@alice"), "--json", env=env)
@@ -144,6 +143,17 @@ def test_bundle_holds_pdfs_originals_and_proofs(archive: dict) -> None:
     assert result["timestamp"]["tsa"] == archive["tsa"].url
     manifest = (bundle / "K1" / "manifest.json").read_bytes()
     assert hashlib.sha256(manifest).hexdigest() == archive["ids"]["browser"]
+
+
+def test_revocation_is_checked_offline_with_the_bundled_crls(archive: dict) -> None:
+    bundle = archive["bundle"]
+    meta = json.loads((bundle / "BUNDLE.json").read_text())
+    [crl] = meta["crls"]  # the local TSA's CA publishes one, archived after each run
+    assert (bundle / crl["file"]).is_file() and "NOT TRUSTED" in crl["issuer"]
+    assert "openssl crl" in (bundle / "VERIFY.md").read_text()
+    check = verify_bundle(bundle)
+    assert check.ok, check.problems
+    assert not [u for u in check.unchecked if "revocation" in u], check.unchecked
 
 
 def test_exported_custody_entry_names_the_bundle_digest(archive: dict) -> None:
