@@ -2,7 +2,7 @@
 `ingest` (files obtained elsewhere). Each is one run of a source through ``jobs.crawl``.
 
 Exit status: 0 every item archived, 3 some were not (the run is partial), 2 none was (the
-run failed) or the command could not start.
+run failed) or the command could not start, 130 a signal stopped it (interrupted).
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from jobs.cli.common import (
     state,
     warn,
 )
+from jobs.config import Settings
 from jobs.crawl import CrawlResult
 from jobs.crawl import crawl as crawl_source
 from jobs.ingest import ingest as ingest_files
 
 EXIT_PARTIAL = 3
 EXIT_NOTHING_ARCHIVED = 2
+EXIT_INTERRUPTED = 130
 
 CollectionOption = Annotated[
     str | None,
@@ -55,7 +57,7 @@ AllowPrivateOption = Annotated[
 ]
 
 
-def _settings(allow_private: bool = False):  # type: ignore[no-untyped-def]
+def _settings(allow_private: bool = False) -> Settings:
     settings = state.settings
     if allow_private and not settings.allow_private:
         settings = settings.model_copy(update={"allow_private": True})
@@ -88,6 +90,8 @@ def _finish(result: CrawlResult, what: str, as_json: bool) -> None:
         f"{len(result.items)} {what}: {safe(counts)}; run {result.run_id} {result.status}"
         f" (collection {safe(result.collection)})"
     )
+    if result.status == "interrupted":  # a signal stopped the crawl: as Ctrl-C exits
+        raise typer.Exit(EXIT_INTERRUPTED)
     if result.status == "failed":
         raise typer.Exit(EXIT_NOTHING_ARCHIVED)
     if result.status == "partial":
