@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -51,38 +51,7 @@ def build_command(
             lang=lang,
             progress=progress,
         )
-    for message in result.warnings:
-        warn(message)
-    if as_json:
-        print_json(
-            {
-                "path": str(result.path),
-                "digest": result.digest,
-                "file_sha256": result.file_sha256,
-                "size": result.size,
-                "files": result.files,
-                "exhibits": result.exhibits,
-                "timestamp": result.timestamp,
-                "timestamp_note": result.timestamp_note or None,
-            }
-        )
-        return
-    for exhibit in result.exhibits:
-        out.print(
-            f"{safe(exhibit['label'])}  {safe(exhibit['title'])}  "
-            f"(pdf sha256 {exhibit['pdf_sha256']})",
-            soft_wrap=True,
-        )
-    stamped = (
-        f"timestamped {result.timestamp['gen_time']} by {safe(result.timestamp['tsa'])}"
-        if result.timestamp
-        else "NOT timestamped"
-    )
-    out.print(
-        f"wrote {safe(result.path)}: {len(result.exhibits)} exhibit(s), {result.files} files, "
-        f"{result.size:,} bytes; bundle digest (SHA256SUMS) {result.digest}, {stamped}",
-        soft_wrap=True,
-    )
+    _print_bundle(result, as_json, what=f"{len(result.exhibits)} exhibit(s)")
 
 
 @exhibit_app.command("timeline")
@@ -123,6 +92,12 @@ def timeline_command(
             until=parse_moment(until, end_of_day=True) if until else None,
             progress=progress,
         )
+    [exhibit] = result.exhibits
+    _print_bundle(result, as_json, what=f"timeline of {len(exhibit['snapshots'])} capture(s)")
+
+
+def _print_bundle(result: Any, as_json: bool, *, what: str) -> None:
+    """A built bundle: its JSON, or a line per exhibit and a summary (both commands)."""
     for message in result.warnings:
         warn(message)
     if as_json:
@@ -139,20 +114,20 @@ def timeline_command(
             }
         )
         return
-    [exhibit] = result.exhibits
+    for exhibit in result.exhibits:
+        out.print(
+            f"{safe(exhibit['label'])}  {safe(exhibit['title'])}  "
+            f"(pdf sha256 {exhibit['pdf_sha256']})",
+            soft_wrap=True,
+        )
     stamped = (
         f"timestamped {result.timestamp['gen_time']} by {safe(result.timestamp['tsa'])}"
         if result.timestamp
         else "NOT timestamped"
     )
     out.print(
-        f"{safe(exhibit['label'])}  {safe(exhibit['title'])}  (pdf sha256 {exhibit['pdf_sha256']})",
-        soft_wrap=True,
-    )
-    out.print(
-        f"wrote {safe(result.path)}: timeline of {len(exhibit['snapshots'])} capture(s), "
-        f"{result.files} files, {result.size:,} bytes; bundle digest (SHA256SUMS) "
-        f"{result.digest}, {stamped}",
+        f"wrote {safe(result.path)}: {what}, {result.files} files, {result.size:,} bytes; "
+        f"bundle digest (SHA256SUMS) {result.digest}, {stamped}",
         soft_wrap=True,
     )
 
