@@ -31,11 +31,11 @@ from evidence_store.index.models import MerkleProof, MerkleTree
 from evidence_store.objects import LocalStore
 from evidence_store.signing import Signer
 from evidence_store.timestamps import request_timestamp
+from evidence_store.timestamps.checks import check_tokens
 from evidence_store.timestamps.merkle import leaf_hash, verify_inclusion
 from evidence_store.timestamps.service import (
     TimestampSettings,
     build_tree,
-    check_tokens,
     timestamp_snapshots,
     timestamp_tree,
 )

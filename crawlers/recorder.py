@@ -48,7 +48,7 @@ from crawlers.urls import (
 from schemas import format_rfc3339, utc_now
 
 if TYPE_CHECKING:
-    from crawlers.browser import BrowserOptions
+    from crawlers.chromium import BrowserOptions
 
 RECORDER = "evidence_browser_recorder"  # request.meta: the PageRecorder of this page
 OPTIONS_META = "evidence_browser_options"  # request.meta: the BrowserOptions of the run

@@ -30,7 +30,7 @@ def capture_settings(mode: str = "http", **overrides: Any) -> Settings:
         if value is not None:
             settings.set(key, value, priority="cmdline")
     if mode == "browser":
-        from crawlers.browser import playwright_settings
+        from crawlers.chromium import playwright_settings
 
         # project priority: a per-run override of the same key still wins
         for key, value in playwright_settings(settings).items():

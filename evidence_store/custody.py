@@ -324,7 +324,7 @@ def verify_custody(
     checked is a problem, not an unchecked item; with "revocation", so is an unknown
     revocation status.
     """
-    from evidence_store.timestamps.service import custody_anchor_check
+    from evidence_store.timestamps.checks import custody_anchor_check
     from evidence_store.verify import Unchecked, check_requirements
 
     check_requirements(require)

@@ -435,7 +435,7 @@ def verify(
     report.problems.extend(
         _check_chains(chain_rows if complete else selected, collections, complete)
     )
-    from evidence_store.timestamps.service import check_tokens
+    from evidence_store.timestamps.checks import check_tokens
 
     tokens = check_tokens(
         objects, index, [s.id for s in selected], timestamp_anchors, timestamp_crls
@@ -514,7 +514,7 @@ def _check_custody(
     """Walk the custody log's chain, cross-check it with the index, and check the timestamps
     of its anchored heads."""
     from evidence_store.custody import verify_log
-    from evidence_store.timestamps.service import custody_anchor_check
+    from evidence_store.timestamps.checks import custody_anchor_check
 
     with index.session() as session:
         log = verify_log(session)

@@ -126,7 +126,8 @@ class PagesSpider(scrapy.Spider):
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider.policy = AddressPolicy.from_settings(crawler.settings)
         if spider.mode == "browser":
-            from crawlers.browser import PLAYWRIGHT_HANDLER, BrowserCapture
+            from crawlers.browser import BrowserCapture
+            from crawlers.chromium import PLAYWRIGHT_HANDLER
 
             handlers = crawler.settings.getdict("DOWNLOAD_HANDLERS")
             if handlers.get("http") != PLAYWRIGHT_HANDLER:
