@@ -8,6 +8,7 @@ succeeded, partial (some items not archived) or failed (none), and ``after_run``
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import logging
 import shutil
@@ -28,7 +29,14 @@ from jobs.progress import NO_PROGRESS, Progress
 from jobs.run_report import archive_run_report, run_log
 from jobs.runs import AfterRun, RunRecord, after_run, run_lifecycle
 from jobs.sources import configured_source, settings_for_run
-from schemas import Capture, CaptureOutcome, CollectContext, SourceSettings, SourceSpec
+from schemas import (
+    Capture,
+    CaptureOutcome,
+    CollectContext,
+    ParseResult,
+    SourceSettings,
+    SourceSpec,
+)
 
 OutcomeCallback = Callable[[CaptureOutcome], None]
 log = logging.getLogger(__name__)
@@ -147,6 +155,9 @@ def crawl(
                 stats = _run_collector(
                     evidence, settings, spec, source_settings, run, note, collected
                 )
+            parsed = _parse_records(evidence, settings, spec, source_settings, run, note, outcomes)
+            for outcome in parsed.outcomes:
+                collected(outcome)
             items = [o for o in outcomes if o.mode != "robots"]
             run.status = run_status(items)
             if stats.get("finish_reason") == "shutdown":
@@ -159,6 +170,10 @@ def crawl(
                 failures=_failures(items),
                 trigger=trigger,
             )
+            if spec.records is not None:
+                run.stats["records"] = parsed.records
+                run.stats["derived_snapshots"] = len(parsed.snapshots)
+                run.stats.update(parsed.stats)
             log.info("run %s: %s, %s", run.id, run.status, count_outcomes(items))
             result = CrawlResult(
                 run_id=run.id,
@@ -169,7 +184,7 @@ def crawl(
                 after=AfterRun(),
                 interrupted=run.interrupted,
             )
-            snapshots = [o.snapshot for o in outcomes if o.snapshot]
+            snapshots = [o.snapshot for o in outcomes if o.snapshot] + parsed.snapshots
             if keep_report:
                 # Archived before the timestamps, so that one token (or tree) covers it too.
                 report = archive_run_report(evidence, result, run, workdir / "run.log")
@@ -238,6 +253,56 @@ def _run_spider(
     ).stats
 
 
+def _context(
+    settings: Settings,
+    spec: SourceSpec,
+    source_settings: SourceSettings,
+    run: RunRecord,
+    note: str | None,
+    workdir: Path,
+) -> CollectContext:
+    return CollectContext(
+        run_id=run.id,
+        collection=source_settings.collection or spec.collection,
+        source=run.source or spec.name,
+        note=note,
+        operator=settings.actor,
+        workdir=workdir,
+        allow_private=settings.allow_private,
+    )
+
+
+def record_parser(spec: SourceSpec) -> Callable[..., ParseResult] | None:
+    """The function that turns this source's snapshots into records (``spec.records``)."""
+    if spec.records is None:
+        return None
+    module_name, _, function = spec.records.partition(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+def _parse_records(
+    evidence: EvidenceStore,
+    settings: Settings,
+    spec: SourceSpec,
+    source_settings: SourceSettings,
+    run: RunRecord,
+    note: str | None,
+    outcomes: list[CaptureOutcome],
+) -> ParseResult:
+    # Records are made from the archived bytes, after they are committed: the evidence of a
+    # run survives a parser that fails, and a parser can be run again over old snapshots.
+    parser = record_parser(spec)
+    archived = [o.snapshot for o in outcomes if o.snapshot and o.mode != "robots"]
+    if parser is None or not archived:
+        return ParseResult()
+    workdir = Path(tempfile.mkdtemp(prefix=f"evidence-{spec.name}-records-"))
+    try:
+        context = _context(settings, spec, source_settings, run, note, workdir)
+        return parser(evidence, source_settings, context, archived)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def _run_collector(
     evidence: EvidenceStore,
     settings: Settings,
@@ -250,14 +315,7 @@ def _run_collector(
     assert spec.collect is not None
     workdir = Path(tempfile.mkdtemp(prefix=f"evidence-{spec.name}-"))
     try:
-        context = CollectContext(
-            run_id=run.id,
-            collection=source_settings.collection or spec.collection,
-            source=run.source or spec.name,
-            note=note,
-            operator=settings.actor,
-            workdir=workdir,
-        )
+        context = _context(settings, spec, source_settings, run, note, workdir)
         items = spec.collect(source_settings, context)
         if source_settings.max_pages is not None:
             items = itertools.islice(items, source_settings.max_pages)

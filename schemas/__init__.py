@@ -12,7 +12,13 @@ from schemas.evidence import (
     SignerInfo,
     SnapshotInfo,
 )
-from schemas.source import CollectContext, SourceSettings, SourceSpec, secret_fields
+from schemas.source import (
+    CollectContext,
+    ParseResult,
+    SourceSettings,
+    SourceSpec,
+    secret_fields,
+)
 from schemas.time import UtcDateTime, format_rfc3339, parse_rfc3339, utc_now
 
 __all__ = [
@@ -22,6 +28,7 @@ __all__ = [
     "CaptureOutcome",
     "CollectContext",
     "Manifest",
+    "ParseResult",
     "SignerInfo",
     "SnapshotInfo",
     "SourceSettings",

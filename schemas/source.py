@@ -8,7 +8,7 @@ finds the declarations; users configure a source under ``[sources.NAME]`` in evi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -110,6 +110,22 @@ class CollectContext:
     note: str | None
     operator: str
     workdir: Any  # pathlib.Path: a private folder for downloads, removed after the run
+    allow_private: bool = False  # fetching from loopback and private addresses is allowed
+
+
+@dataclass
+class ParseResult:
+    """What a source's record parser did with the snapshots of one run.
+
+    ``snapshots`` are derived snapshots it archived (columnar files made from a dump): the run
+    timestamps them with its own. ``outcomes`` are items it could not parse (a broken part of
+    a dump), each with ``snapshot`` None: they make the run partial and are retried next time.
+    """
+
+    records: int = 0
+    snapshots: list[str] = field(default_factory=list)
+    outcomes: list[CaptureOutcome] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,10 @@ class SourceSpec:
     spider: type | None = None
     # Yields a Capture per item, or a CaptureOutcome for an item it could not capture.
     collect: Callable[[Any, CollectContext], Iterable[Capture | CaptureOutcome]] | None = None
+    # "module:function" in `records`, called after the run archived its snapshots as
+    # parse(evidence, source_settings, context, snapshot_ids) -> ParseResult. A dotted name,
+    # not a callable: crawlers sit below records and must not import them.
+    records: str | None = None
 
     def __post_init__(self) -> None:
         import re
@@ -139,3 +159,7 @@ class SourceSpec:
         if (self.spider is None) == (self.collect is None):
             raise ValueError(f"source {self.name!r}: give exactly one of spider and collect")
         check_collection_name(self.collection)
+        if self.records is not None and not re.match(r"^records(\.\w+)+:\w+$", self.records):
+            raise ValueError(
+                f"source {self.name!r}: records must name a function as records.module:function"
+            )

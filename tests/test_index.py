@@ -117,6 +117,7 @@ def test_the_migrations_build_exactly_the_models(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    import records.models  # noqa: F401  (the records layer's tables are in the index too)
     from evidence_store.index.models import Base
 
     index = Index(db_url)

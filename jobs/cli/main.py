@@ -30,6 +30,7 @@ from jobs.cli.retention import retention_app
 from jobs.cli.runs import runs_app
 from jobs.cli.schedule import schedule_app
 from jobs.cli.snapshots import snapshots_app
+from jobs.cli.sor import sor_app
 from jobs.cli.sources import sources_app
 from jobs.cli.store import store_app
 from jobs.cli.timestamp import timestamp_app
@@ -51,6 +52,7 @@ for group, name in (
     (runs_app, "runs"),
     (schedule_app, "schedule"),
     (snapshots_app, "snapshots"),
+    (sor_app, "sor"),
     (store_app, "store"),
     (config_app, "config"),
     (export_app, "export"),
