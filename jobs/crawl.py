@@ -374,8 +374,12 @@ def archive_captures(
 
 
 def _label(capture: Capture) -> str:
+    # A file handed over is named by its path; a download by where it came from (its path
+    # is only the run's scratch copy).
     path = capture.artifacts[0].path
-    return str(path) if path is not None else capture.source_url or capture.artifacts[0].name
+    if capture.source_url and (path is None or capture.kind != "ingest"):
+        return capture.source_url
+    return str(path) if path is not None else capture.artifacts[0].name
 
 
 def _archived_outcome(capture: Capture, archived: Any) -> CaptureOutcome:
