@@ -239,6 +239,8 @@ def parse_arguments(spec: SourceSpec, arguments: Iterable[str]) -> dict[str, Any
             raise SourceError(f"argument {key or argument!r}: give -a key=value")
         if key not in fields and f"{key}s" in fields:
             key = f"{key}s"  # -a url=… adds to urls
+        elif key not in fields and key.endswith("y") and f"{key[:-1]}ies" in fields:
+            key = f"{key[:-1]}ies"  # -a query=… adds to queries
         if key == "type":
             raise SourceError("-a type: an entry's type is set in [sources.NAME] only")
         if key in secrets:

@@ -363,3 +363,49 @@ def test_the_cli(settings: Any, server: DsaSorServer, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
     dumps = run_cli("sor", "dumps", env=env, check=True)
     assert "partial" in dumps.stdout and "broken" in dumps.stderr
+
+
+def test_research_api_searches_are_archived_without_the_token(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in [k for k in os.environ if k.startswith("EVIDENCE_")]:
+        monkeypatch.delenv(key)
+    queries = [
+        json.dumps({"query": {"term": {"platform_name": "TikTok"}}, "size": 1000}),
+        json.dumps({"query": {"match": {"decision_facts": "own-initiative"}}, "size": 5}),
+        json.dumps({"query": {"match_all": {}}, "size": 3}),
+    ]
+    # Two requests per five seconds: the third query meets a 429 and waits as told.
+    with DsaSorServer(research_rate_limit=2, research_window=5.0) as api:
+        settings = load_settings(
+            data_dir=tmp_path / "data",
+            db_url=db_url,
+            allow_private=True,
+            sources={
+                "dsa-sor-research": {
+                    "base_url": api.base_url,
+                    "token": "test-token",
+                    "queries": queries,
+                },
+                "wrong-token": {
+                    "type": "dsa-sor-research",
+                    "base_url": api.base_url,
+                    "token": "guessed",
+                    "queries": queries[:1],
+                },
+            },
+        )
+        result = crawl(settings, "dsa-sor-research")
+        sent = len(api.requests)
+        refused = crawl(settings, "wrong-token")
+    assert result.status == "succeeded", result.to_dict()
+    assert sent == 4  # three queries, one of them sent again after its 429
+    evidence = open_evidence(settings)
+    first = result.items[0]
+    answer = json.loads(evidence.objects.get(first.artifacts[1].sha256))
+    assert answer["hits"]["total"]["value"] == 7  # TikTok in the real rows, one per uuid
+    for outcome in result.items:
+        for artifact in outcome.artifacts:
+            assert b"test-token" not in evidence.objects.get(artifact.sha256)
+        assert b"test-token" not in evidence.objects.get(outcome.snapshot)
+    assert refused.status == "failed" and refused.items[0].outcome == "http-401"
