@@ -53,6 +53,7 @@ class CrawlResult:
     outcomes: list[CaptureOutcome]
     after: AfterRun
     interrupted: list[InterruptedRun] = field(default_factory=list)
+    parsed: ParseResult | None = None  # what the source's records step made of the snapshots
 
     @property
     def items(self) -> list[CaptureOutcome]:
@@ -80,7 +81,15 @@ class CrawlResult:
             ],
             "after_run": self.after.to_dict(),
             "interrupted_runs": [r.id for r in self.interrupted],
-        }
+        } | (
+            {}
+            if self.parsed is None
+            else {
+                "records": self.parsed.records,
+                "derived_snapshots": self.parsed.snapshots,
+                "records_stats": self.parsed.stats,
+            }
+        )
 
 
 def run_status(items: list[CaptureOutcome]) -> str:
@@ -183,6 +192,7 @@ def crawl(
                 outcomes=outcomes,
                 after=AfterRun(),
                 interrupted=run.interrupted,
+                parsed=parsed if spec.records is not None else None,
             )
             snapshots = [o.snapshot for o in outcomes if o.snapshot] + parsed.snapshots
             if keep_report:

@@ -1,7 +1,9 @@
 """`make demo`: the main job on the embedded default, against the bundled fixture sources.
 
 Starts the local fixture site (an imitation of public platform pages on 127.0.0.1), captures
-pages from it, preserves the bundled samples (one Merkle-tree timestamp for the run),
+pages from it, preserves the bundled samples (one Merkle-tree timestamp for the run), fetches
+two days of statements of reasons from an imitation of the DSA Transparency Database and
+queries them,
 verifies everything with a written report, checks the custody log and lists the snapshots;
 the site is stopped at the end. Data goes where the configuration says (./evidence-data).
 """
@@ -17,6 +19,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fixtures.dsa_sor import DsaSorServer
 from fixtures.site import FixtureSite
 from fixtures.tsa import LocalTSA
 
@@ -96,6 +99,18 @@ def scheduled_run(site: FixtureSite, env: dict[str, str]) -> None:
     evidence("runs", "show", latest, env=env)
 
 
+def statements_of_reasons(env: dict[str, str]) -> None:
+    """Two days of the imitation Transparency Database (the Commission's real rows, before
+    and after the schema change of 1 July 2025): downloaded, checked against the published
+    SHA-1, archived, streamed into Parquet, and queried with DuckDB."""
+    with DsaSorServer() as dumps:
+        sor_env = env | {"EVIDENCE_SOURCES__DSA_SOR__BASE_URL": dumps.base_url}
+        evidence("crawl", "dsa-sor", "-a", "date=2024-03-14", "-a", "date=2025-07-01", env=sor_env)
+    evidence("sor", "dumps", env=env)
+    evidence("sor", "stats", "--top", "5", env=env)
+    evidence("sor", "show", "f1e5d3be-e95d-4e51-bb38-6cf13225b2af", env=env)
+
+
 def _scheduled_runs(env: dict[str, str]) -> list[str]:
     """Finished scheduled runs of the demo watchlist, newest first."""
     listed = subprocess.run(
@@ -142,6 +157,7 @@ def main() -> None:
             "make demo: bundled sample",
             env=env,
         )
+        statements_of_reasons(env)
         scheduled_run(site, env)
         evidence("timestamp", "retry", env=env)  # whatever an earlier run left unstamped
         # The TSA's CRL, archived (each run does it too) for verification years from now.

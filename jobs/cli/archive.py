@@ -85,6 +85,15 @@ def _finish(result: CrawlResult, what: str, as_json: bool) -> None:
                 else ""
             )
         )
+    if result.parsed is not None:
+        console.print(
+            f"records: {result.parsed.records:,} from this run's snapshots"
+            + (
+                f", {len(result.parsed.snapshots)} derived snapshot(s)"
+                if result.parsed.snapshots
+                else ""
+            )
+        )
     counts = ", ".join(f"{n} {k}" for k, n in result.counts().items()) or "nothing"
     console.print(
         f"{len(result.items)} {what}: {safe(counts)}; run {result.run_id} {result.status}"

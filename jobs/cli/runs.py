@@ -75,6 +75,11 @@ def runs_show(
         f"requests {stats.get('requests', '-')}, snapshots {stats.get('snapshots', '-')}, "
         f"untimestamped {stats.get('untimestamped', '-')}; outcomes: {safe(outcomes or '-')}"
     )
+    if "records" in stats:
+        out.print(
+            f"records {stats['records']:,} from the run's snapshots, "
+            f"{stats.get('derived_snapshots', 0)} derived snapshot(s)"
+        )
     if info.error:
         out.print(f"[red]error[/] {safe(info.error)}")
     if info.note:

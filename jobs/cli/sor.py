@@ -167,8 +167,9 @@ def dumps(
         print_json([r.to_dict() for r in rows])
         return
     table = Table(title=f"{len(rows)} dump(s)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("day", "platform", "variant", "status", "rows", "parts", "schema", "snapshot"):
-        table.add_column(column, no_wrap=True)
+    for column in ("day", "platform", "variant", "status", "rows", "parts", "schema"):
+        table.add_column(column, min_width=len(column), overflow="fold")
+    table.add_column("snapshot", no_wrap=True, max_width=12, overflow="ellipsis")
     for r in rows:
         parts = f"{r.parts - r.broken_parts}/{r.parts}" if r.parts else "-"
         table.add_row(
@@ -179,7 +180,7 @@ def dumps(
             f"{r.rows:,}",
             parts,
             str(r.schema_version or "-"),
-            r.snapshot[:16],
+            r.snapshot[:12],
         )
     out.print(table)
     for r in rows:
