@@ -58,7 +58,7 @@ def sor_stats(settings: Settings, filters: Filters) -> dict[str, Any]:
     """Counts of the ingested statements (one dump per day and platform), by dimension."""
     _, paths = _open(settings, filters)
     try:
-        with statements(paths) as con:
+        with statements(paths, spill=_cache(settings) / "spill") as con:
             result = stats(con, filters)
     except NoStatements as exc:
         raise SorError(str(exc)) from None
@@ -94,7 +94,7 @@ def sor_show(settings: Settings, uuid: str) -> Statement:
     uuid = uuid.strip().lower()
     evidence, paths = _open(settings, Filters(), current=False)
     try:
-        with statements(paths) as con:
+        with statements(paths, spill=_cache(settings) / "spill") as con:
             rows = find(con, uuid)
     except NoStatements as exc:
         raise SorError(str(exc)) from None
@@ -161,7 +161,7 @@ def sor_export(settings: Settings, filters: Filters, output: Path, fmt: str) -> 
     files = ingested_parts(evidence, filters)
     paths = parquet_paths(evidence, files, _cache(settings))
     try:
-        with statements(paths) as con:
+        with statements(paths, spill=_cache(settings) / "spill") as con:
             rows = export(con, filters, output, fmt)
     except NoStatements as exc:
         raise SorError(str(exc)) from None

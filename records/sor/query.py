@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -180,11 +181,16 @@ def parquet_paths(evidence: EvidenceStore, files: Sequence[PartFile], cache: Pat
 
 
 @contextmanager
-def statements(paths: Sequence[str], *, memory_limit: str = "1GB") -> Iterator[Any]:
-    """A DuckDB connection with the view ``statements`` over ``paths``."""
+def statements(
+    paths: Sequence[str], *, memory_limit: str = "1GB", spill: Path | None = None
+) -> Iterator[Any]:
+    """A DuckDB connection with the view ``statements`` over ``paths``; a query larger than
+    ``memory_limit`` spills to ``spill`` (default: the system's temporary folder, never the
+    current directory, where DuckDB would put it)."""
     if not paths:
         raise NoStatements("no statements of reasons ingested (run: evidence crawl dsa-sor)")
-    con = duckdb.connect(config={"memory_limit": memory_limit})
+    spill = spill or Path(tempfile.gettempdir()) / "evidence-duckdb"
+    con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": str(spill)})
     try:
         listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
         con.execute(f"CREATE VIEW statements AS SELECT * FROM read_parquet([{listed}])")
