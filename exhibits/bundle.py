@@ -646,6 +646,8 @@ Presenter = Callable[[ExhibitItem, list[SnapshotPart], PageContext], ExhibitPage
 PRESENTERS: dict[str, str] = {
     "snapshot": "exhibits.bundle:present_snapshot",
     "timeline": "exhibits.timeline:present_timeline",
+    "sor": "exhibits.records:present_record",
+    "ad": "exhibits.records:present_record",
 }
 
 
@@ -741,6 +743,8 @@ def build_bundle(
     render_dir.mkdir()
     try:
         with index.session() as session:
+            # Record kinds read Parquet files and other objects, not only rows.
+            session.info.update(index=index, objects=objects)
             items = [resolve(session, ref) for ref in refs]
             entries: list[ExhibitEntry] = []
             exhibits_meta: list[dict[str, Any]] = []

@@ -7,9 +7,9 @@ snapshots whose originals go into the bundle and the fields its PDF shows; the b
 the PDFs and the offline verifier only ever see that protocol, so a new kind plugs in by
 registering a resolver in :data:`KINDS`.
 
-References: a snapshot id or unique prefix (``3f9a1c…``, or ``snapshot:3f9a1c…``);
-``ad:…``, ``sor:…`` and ``post:…`` are reserved for the record kinds and refused until the
-records layer exists.
+References: a snapshot id or unique prefix (``3f9a1c…``, or ``snapshot:3f9a1c…``); a
+statement of reasons ``sor:UUID`` and an ad ``ad:PLATFORM:ID`` (``exhibits.records``);
+``post:…`` is reserved for platform posts and refused until they are parsed.
 """
 
 from __future__ import annotations
@@ -92,6 +92,17 @@ def _resolve_snapshot(session: Session, ref: str) -> ExhibitItem:
     return SnapshotItem(snapshot_info(resolve_snapshot(session, ref)), ref)
 
 
+def _resolve_record(name: str) -> Resolver:
+    # exhibits.records imports this module: resolved when used, not at import.
+    def resolve(session: Session, ref: str) -> ExhibitItem:
+        from exhibits import records
+
+        resolver: Resolver = getattr(records, name)
+        return resolver(session, ref)
+
+    return resolve
+
+
 _NOT_YET = (
     "{what} exhibits are not available yet: {what} records come with the records layer, "
     "which parses them out of archived snapshots; until then, give the id of the snapshot "
@@ -102,9 +113,9 @@ KINDS: dict[str, ItemKind] = {
     "snapshot": ItemKind(
         "snapshot", "an archived snapshot (id or unique prefix)", _resolve_snapshot
     ),
-    "ad": ItemKind("ad", "an ad version", unavailable=_NOT_YET.format(what="ad")),
+    "ad": ItemKind("ad", "an ad (platform:id, or its id)", _resolve_record("resolve_ad")),
     "sor": ItemKind(
-        "sor", "a statement of reasons", unavailable=_NOT_YET.format(what="statement-of-reasons")
+        "sor", "a statement of reasons (its uuid)", _resolve_record("resolve_statement")
     ),
     "post": ItemKind("post", "a platform post", unavailable=_NOT_YET.format(what="post")),
 }

@@ -1,6 +1,25 @@
 """Every table of the records layer, so that one import gives the index its whole schema
 (Alembic's comparison with the migrations, and ``Base.metadata``)."""
 
+from records.ads.models import Ad, AdSighting, AdVersion
+from records.reports.models import (
+    Report,
+    ReportCapture,
+    ReportDocument,
+    ReportFigure,
+    ReportVersion,
+)
 from records.sor.models import SorDump, SorPart
 
-__all__ = ["SorDump", "SorPart"]
+__all__ = [
+    "Ad",
+    "AdSighting",
+    "AdVersion",
+    "Report",
+    "ReportCapture",
+    "ReportDocument",
+    "ReportFigure",
+    "ReportVersion",
+    "SorDump",
+    "SorPart",
+]

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from evidence_store.errors import EvidenceError
 from evidence_store.index import redact_url
 from jobs.cli import archive
+from jobs.cli.ads import ads_app
 from jobs.cli.common import err, safe, state
 from jobs.cli.config import config_app, db_app
 from jobs.cli.custody import custody_app
@@ -26,6 +27,7 @@ from jobs.cli.exhibit import exhibit_app
 from jobs.cli.export import export_app
 from jobs.cli.hold import hold_app
 from jobs.cli.keys import keys_app
+from jobs.cli.reports import reports_app
 from jobs.cli.retention import retention_app
 from jobs.cli.runs import runs_app
 from jobs.cli.schedule import schedule_app
@@ -53,6 +55,8 @@ for group, name in (
     (schedule_app, "schedule"),
     (snapshots_app, "snapshots"),
     (sor_app, "sor"),
+    (ads_app, "ads"),
+    (reports_app, "reports"),
     (store_app, "store"),
     (config_app, "config"),
     (export_app, "export"),

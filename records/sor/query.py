@@ -18,13 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 from sqlalchemy import select
 
-from evidence_store.archive import EvidenceStore
+from evidence_store.index import Index
 from evidence_store.index.models import Snapshot
+from evidence_store.objects.base import ObjectStore
 from evidence_store.objects.local import LocalStore
 from records.sor.models import SorDump, SorPart
 
@@ -42,6 +43,13 @@ STAT_DIMENSIONS = (
     "territorial_scope_de",
 )
 SLUG_SQL = "trim(regexp_replace(lower(platform_name), '[^a-z0-9]+', '-', 'g'), '-')"
+
+
+class Stores(Protocol):
+    """What the queries read: the index and the object store (an ``EvidenceStore`` is one)."""
+
+    index: Index
+    objects: ObjectStore
 
 
 class NoStatements(LookupError):
@@ -93,7 +101,7 @@ def _slug(name: str) -> str:
 
 
 def ingested_parts(
-    evidence: EvidenceStore, filters: Filters = Filters(), *, current: bool = True
+    evidence: Stores, filters: Filters = Filters(), *, current: bool = True
 ) -> list[PartFile]:
     """The Parquet files a query reads (``current``: one dump per day and platform, as the
     module says; otherwise every ingested file)."""
@@ -155,7 +163,7 @@ def _current(dumps: dict[str, tuple[SorDump, Any]], filters: Filters) -> list[st
     return chosen
 
 
-def parquet_paths(evidence: EvidenceStore, files: Sequence[PartFile], cache: Path) -> list[str]:
+def parquet_paths(evidence: Stores, files: Sequence[PartFile], cache: Path) -> list[str]:
     """Local paths DuckDB can read: the local store's own files, or copies of S3 objects in
     ``cache`` (named by digest and checked when copied, so a cached file is never stale)."""
     objects = evidence.objects
