@@ -153,7 +153,7 @@ def resolve_statement(session: Session, ref: str) -> RecordItem:
     return RecordItem(
         kind="sor",
         ref=f"sor:{uuid}",
-        title=f"Statement of reasons {uuid} ({row.get('platform_name') or '?'})",
+        title=f"{uuid} ({row.get('platform_name') or '?'})",
         record_fields=fields,
         record_snapshots=[snap],
         record_url=dump.url,
@@ -221,7 +221,7 @@ def resolve_ad(session: Session, ref: str) -> RecordItem:
     return RecordItem(
         kind="ad",
         ref=f"ad:{ad.platform}:{ad.ad_id}",
-        title=f"Ad {ad.platform}:{ad.ad_id} ({ad.advertiser_name or '?'})",
+        title=f"{ad.platform}:{ad.ad_id} ({ad.advertiser_name or '?'})",
         record_fields=fields,
         record_snapshots=snaps,
         record_url=current.get("snapshot_url"),
@@ -232,8 +232,10 @@ def present_record(item: Any, parts: list[Any], page: Any) -> Any:
     """A record's exhibit: the snapshot presenter, titled by the record."""
     from exhibits.bundle import present_snapshot
 
+    from exhibits.texts import TEXTS
+
     shown = present_snapshot(item, parts, page)
-    shown.title = item.title
+    shown.title = f"{TEXTS[page.options.lang][f'record_{item.kind}']} {item.title}"
     if len(parts) > 1:
         shown.captured_until = max(p.meta["captured_at"] for p in parts)
         shown.captured_at = min(p.meta["captured_at"] for p in parts)

@@ -88,6 +88,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "den Zeitstempel gesichert (openssl ts -verify). Die genauen Befehle stehen in "
         "VERIFY.md; evidence exhibit verify prüft alles ohne Datenbank.",
         "record": "Datensatz",
+        "record_sor": "Begründung einer Moderationsentscheidung (DSA Art. 17)",
+        "record_ad": "Anzeige",
+        "dump_file": "Tagesexport (Datei)",
+        "dump_published_sha1": "Veröffentlichter SHA-1 des Exports",
+        "part": "Teilarchiv im Export",
+        "csv_file": "CSV-Datei im Teilarchiv",
+        "row": "Zeile (Datensatz nach der Kopfzeile)",
+        "row_command": "Befehl, der die Zeile aus dem Export ausgibt",
+        "found_in": "Gefunden in",
         # index
         "index_intro": "Das Bündel enthält die folgenden Anlagen. Der SHA-256-Wert jeder "
         "Anlagen-PDF steht darunter; die Originale jeder Anlage liegen im gleichnamigen Ordner.",
@@ -245,6 +254,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "(openssl ts -verify). VERIFY.md gives the exact commands; evidence exhibit verify "
         "checks everything without any database.",
         "record": "Record",
+        "record_sor": "Statement of reasons (DSA Art. 17)",
+        "record_ad": "Ad",
+        "dump_file": "Daily dump (file)",
+        "dump_published_sha1": "SHA-1 of the dump as published",
+        "part": "Part of the dump",
+        "csv_file": "CSV file in the part",
+        "row": "Row (record after the header)",
+        "row_command": "Command printing the row from the dump",
+        "found_in": "Found in",
         "index_intro": "The bundle holds the exhibits below. The SHA-256 of each exhibit's "
         "PDF is printed under it; each exhibit's originals are in the folder of its name.",
         "number": "No.",

@@ -160,3 +160,21 @@ def test_versions_sightings_and_removals(evidence: Any) -> None:
     assert history[1]["changed"]["impressions"]["to"]["original"] == "15K-20K"
     missing = run_cli("ads", "show", "meta:404", env=env)
     assert missing.returncode == 2 and "no ad" in missing.stderr
+    bundle = settings.data_path.parent / "ad-exhibit"
+    run_cli(
+        "exhibit",
+        "build",
+        "ad:meta:2",
+        "--case",
+        "Test ./. Meta",
+        "-o",
+        str(bundle),
+        env=env,
+        check=True,
+    )
+    built = json.loads((bundle / "BUNDLE.json").read_text(encoding="utf-8"))
+    [exhibit] = built["exhibits"]
+    assert exhibit["kind"] == "ad" and [s["id"] for s in exhibit["snapshots"]] == snaps[:2]
+    assert dict(exhibit["fields"])["funding_entity"] == "Beispielpartei e. V."
+    verified = run_cli("exhibit", "verify", str(bundle), env=env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

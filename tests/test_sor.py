@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import subprocess
 import zipfile
 from datetime import date
 from pathlib import Path
@@ -409,3 +410,41 @@ def test_research_api_searches_are_archived_without_the_token(
             assert b"test-token" not in evidence.objects.get(artifact.sha256)
         assert b"test-token" not in evidence.objects.get(outcome.snapshot)
     assert refused.status == "failed" and refused.items[0].outcome == "http-401"
+
+
+def test_a_statement_is_an_exhibit_with_the_dump_it_is_in(
+    settings: Any, server: DsaSorServer, tmp_path: Path
+) -> None:
+    crawl(settings, "dsa-sor", [f"date={OLD_DAY}", "platform=global", "platform=TikTok"])
+    env = {
+        "EVIDENCE_DATA_DIR": str(settings.data_path),
+        "EVIDENCE_DB_URL": settings.database_url,
+    }
+    bundle = tmp_path / "sor-exhibit"
+    run_cli(
+        "exhibit",
+        "build",
+        f"sor:{DUPLICATE_UUID}",
+        "--case",
+        "Test ./. TikTok",
+        "--lang",
+        "en",
+        "-o",
+        str(bundle),
+        env=env,
+        check=True,
+    )
+    manifest = json.loads((bundle / "BUNDLE.json").read_text(encoding="utf-8"))
+    [exhibit] = manifest["exhibits"]
+    assert exhibit["kind"] == "sor" and exhibit["ref"] == f"sor:{DUPLICATE_UUID}"
+    fields = dict(exhibit["fields"])
+    # The smallest dump holding it: TikTok's own, not the global one.
+    assert fields["dump_file"] == f"sor-tiktok-{OLD_DAY}-full.zip" and fields["row"] == "1"
+    [original] = [p for p in (bundle / "K1").rglob("*.zip")]
+    assert original.name == f"sor-tiktok-{OLD_DAY}-full.zip"
+    verified = run_cli("exhibit", "verify", str(bundle), env=env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    text = subprocess.run(
+        ["pdftotext", str(bundle / "K1.pdf"), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert DUPLICATE_UUID in text and "TikTok" in text
