@@ -8,6 +8,7 @@ from benchmarks import (
     bench_capture,
     bench_exhibits,
     bench_schedule,
+    bench_sor,
     bench_store,
     bench_timestamps,
     bench_verify,
@@ -24,6 +25,7 @@ def main() -> None:
     bench_timestamps.main([])
     bench_exhibits.main([])
     bench_schedule.main([])
+    bench_sor.main([])  # $BENCH_SOR_ROWS makes it smaller (default 5,000,000 rows)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def reason_phrase(status: int) -> str:
@@ -27,7 +27,9 @@ class Exchange:
     status: int
     reason: str
     response_headers: list[tuple[str, str]]
-    body: bytes
+    # Bytes, or an open file for a body too large to hold (a dump, a bundle): the WARC
+    # writer streams it.
+    body: bytes | BinaryIO
     received_at: datetime
     ip: str | None = None
     protocol: str | None = None

@@ -231,7 +231,6 @@ def resolve_ad(session: Session, ref: str) -> RecordItem:
 def present_record(item: Any, parts: list[Any], page: Any) -> Any:
     """A record's exhibit: the snapshot presenter, titled by the record."""
     from exhibits.bundle import present_snapshot
-
     from exhibits.texts import TEXTS
 
     shown = present_snapshot(item, parts, page)

@@ -148,6 +148,11 @@ def resolve_timeline(
         kind, rest = "url", text
     if kind in KINDS and KINDS[kind].resolve is None:
         raise ExhibitError(f"{ref!r}: {KINDS[kind].unavailable}")
+    if kind in ("ad", "sor"):
+        raise ExhibitError(
+            f"{ref!r}: a timeline of a record is not available yet; `evidence exhibit build "
+            f"{text}` makes an exhibit of it with every version and the snapshot it came from"
+        )
     if kind == "snapshot":
         url = snapshot_info(resolve_snapshot(session, rest.strip())).source_url
         if not url:

@@ -157,6 +157,10 @@ def crawl(
             ) as run,
         ):
             log.info("run %s of %s (%s) started by %s", run.id, label, trigger, settings.actor)
+            prepare = hook(spec.prepare)
+            if prepare is not None:
+                context = _context(settings, spec, source_settings, run, note, workdir)
+                source_settings = prepare(evidence, source_settings, context)
             progress.stage(f"{label}: capturing", total=_expected_items(source_settings))
             if spec.spider is not None:
                 stats = _run_spider(evidence, settings, spec, source_settings, run, note, collected)
@@ -282,11 +286,11 @@ def _context(
     )
 
 
-def record_parser(spec: SourceSpec) -> Callable[..., ParseResult] | None:
-    """The function that turns this source's snapshots into records (``spec.records``)."""
-    if spec.records is None:
+def hook(target: str | None) -> Callable[..., Any] | None:
+    """The function a source's ``records`` or ``prepare`` names ("module:function")."""
+    if target is None:
         return None
-    module_name, _, function = spec.records.partition(":")
+    module_name, _, function = target.partition(":")
     return getattr(importlib.import_module(module_name), function)
 
 
@@ -301,7 +305,7 @@ def _parse_records(
 ) -> ParseResult:
     # Records are made from the archived bytes, after they are committed: the evidence of a
     # run survives a parser that fails, and a parser can be run again over old snapshots.
-    parser = record_parser(spec)
+    parser = hook(spec.records)
     archived = [o.snapshot for o in outcomes if o.snapshot and o.mode != "robots"]
     if parser is None or not archived:
         return ParseResult()

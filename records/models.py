@@ -2,6 +2,7 @@
 (Alembic's comparison with the migrations, and ``Base.metadata``)."""
 
 from records.ads.models import Ad, AdSighting, AdVersion
+from records.posts.models import Post, PostCount, PostVersion
 from records.reports.models import (
     Report,
     ReportCapture,
@@ -15,6 +16,9 @@ __all__ = [
     "Ad",
     "AdSighting",
     "AdVersion",
+    "Post",
+    "PostCount",
+    "PostVersion",
     "Report",
     "ReportCapture",
     "ReportDocument",

@@ -18,7 +18,7 @@ from schemas.evidence import Capture, check_collection_name
 
 SourceKind = Literal["spider", "api", "dump", "upload"]
 TimestampMode = Literal["snapshot", "merkle"]
-SOURCE_NAME = r"^[a-z][a-z0-9-]{0,62}[a-z0-9]$"
+SOURCE_NAME = r"^[a-z](?:[a-z0-9-]{0,62}[a-z0-9])?$"  # "x" is a source
 
 
 class SourceSettings(BaseModel):
@@ -150,6 +150,10 @@ class SourceSpec:
     # parse(evidence, source_settings, context, snapshot_ids) -> ParseResult. A dotted name,
     # not a callable: crawlers sit below records and must not import them.
     records: str | None = None
+    # "module:function" in `records`, called before the run as
+    # prepare(evidence, source_settings, context) -> source_settings: what the archive already
+    # knows that the run needs (the watched posts due for another capture).
+    prepare: str | None = None
 
     def __post_init__(self) -> None:
         import re
@@ -159,7 +163,10 @@ class SourceSpec:
         if (self.spider is None) == (self.collect is None):
             raise ValueError(f"source {self.name!r}: give exactly one of spider and collect")
         check_collection_name(self.collection)
-        if self.records is not None and not re.match(r"^records(\.\w+)+:\w+$", self.records):
-            raise ValueError(
-                f"source {self.name!r}: records must name a function as records.module:function"
-            )
+        for hook in ("records", "prepare"):
+            value = getattr(self, hook)
+            if value is not None and not re.match(r"^records(\.\w+)+:\w+$", value):
+                raise ValueError(
+                    f"source {self.name!r}: {hook} must name a function as "
+                    "records.module:function"
+                )

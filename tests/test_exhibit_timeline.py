@@ -247,7 +247,7 @@ def test_timeline_range_english_zip_and_refusals(timeline: dict) -> None:
     early = format_rfc3339(second - timedelta(days=400))
     for ref, extra, message in (
         (timeline["url"], ["--to", early[:10]], "no capture of"),
-        ("ad:123", [], "not available yet"),
+        ("ad:123", [], "timeline of a record is not available yet"),
         ("post:x/1", [], "not available yet"),
         ("nonsense", [], "a timeline follows a page"),
     ):

@@ -27,6 +27,7 @@ from jobs.cli.exhibit import exhibit_app
 from jobs.cli.export import export_app
 from jobs.cli.hold import hold_app
 from jobs.cli.keys import keys_app
+from jobs.cli.posts import posts_app
 from jobs.cli.reports import reports_app
 from jobs.cli.retention import retention_app
 from jobs.cli.runs import runs_app
@@ -57,6 +58,7 @@ for group, name in (
     (sor_app, "sor"),
     (ads_app, "ads"),
     (reports_app, "reports"),
+    (posts_app, "posts"),
     (store_app, "store"),
     (config_app, "config"),
     (export_app, "export"),

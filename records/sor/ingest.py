@@ -46,8 +46,13 @@ from schemas import Capture, CaptureArtifact, CaptureOutcome, CollectContext, Pa
 from schemas.time import utc_now
 
 log = logging.getLogger(__name__)
-BLOCK_SIZE = 16 << 20  # bytes of CSV per batch: a few tens of thousands of rows
+# Bytes of CSV per batch (a few thousand rows). The streaming reader keeps several blocks in
+# flight outside Arrow's pool: 16 MiB blocks peaked at about 1 GiB, 4 MiB at about 500 MiB,
+# at the same speed (benchmarks/bench_sor.py).
+BLOCK_SIZE = 4 << 20
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+# Every column but the unique ones repeats a few values: dictionary pages shrink them.
+DICTIONARY_COLUMNS = [n for n in SCHEMA.names if n not in ("uuid", "platform_uid", "row")]
 PART_NAME = re.compile(r"\.csv\.zip$")
 CSV_NAME = re.compile(r"\.csv$")
 # A JSON array of plain enum values: ["A","B"]. Anything else is parsed as JSON, slowly.
@@ -331,7 +336,9 @@ def _ingest_part(
     csv_files = 0
     try:
         with outer.open(info) as member, zipfile.ZipFile(member) as inner:
-            writer = pq.ParquetWriter(target, SCHEMA, compression="zstd")
+            writer = pq.ParquetWriter(
+                target, SCHEMA, compression="zstd", use_dictionary=DICTIONARY_COLUMNS
+            )
             try:
                 for csv_info in sorted(inner.infolist(), key=lambda i: i.filename):
                     if not CSV_NAME.search(csv_info.filename):
@@ -536,6 +543,13 @@ def _rename_categories(text: pa.Array) -> pa.Array:
 
 
 def _json_arrays(text: pa.Array) -> pa.Array:
+    # A column of arrays holds few distinct values (territorial scopes, visibility
+    # decisions): parse each once and map the rows onto them.
+    encoded = pc.dictionary_encode(text)
+    return pc.take(_parse_json_arrays(encoded.dictionary), encoded.indices)
+
+
+def _parse_json_arrays(text: pa.Array) -> pa.Array:
     simple = pc.match_substring_regex(text, SIMPLE_ARRAY)
     if pc.all(pc.or_kleene(simple, pc.is_null(text))).as_py():
         inner = pc.replace_substring_regex(
