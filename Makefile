@@ -26,9 +26,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Debian packages: Chromium (browser captures), Pango and DejaVu fonts (WeasyPrint renders the
-# exhibit PDFs), poppler-utils (the tests read those PDFs back). apt-get runs only when one of
+# exhibit PDFs), poppler-utils (the tests read those PDFs back), ffmpeg (ffprobe reads the
+# facts of archived videos; the post fixtures make their videos with it). apt-get runs only when one of
 # them is missing, so this stays cheap once everything is there.
-SYSTEM_PACKAGES = chromium libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils
+SYSTEM_PACKAGES = chromium libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils ffmpeg
 
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -203,6 +203,34 @@ class ScheduleSettings(BaseModel):
     max_parallel: int = Field(default=2, ge=1, le=64, description="runs at once (any sources)")
 
 
+class WorkerSettings(BaseModel):
+    """Workers sharing a run's frontier: `evidence worker`, `evidence enqueue`, `--workers N`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    redis_url: str | None = Field(
+        default=None,
+        description="the shared frontier of distributed runs, redis://host:6379/0 (a password "
+        "in it is a secret: better EVIDENCE_WORKERS__REDIS_URL)",
+    )
+    prefix: str = Field(
+        default="evidence",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="prefix of every Redis key (two installations on one Redis)",
+    )
+    batch: int = Field(default=20, ge=1, le=10_000, description="items a worker takes at once")
+    heartbeat: float = Field(
+        default=5.0, gt=0, le=300, description="seconds between a worker's signs of life"
+    )
+    lost_after: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds without a sign of life after which a worker's items are given "
+        "to the others",
+    )
+
+
 class AlertSettings(BaseModel):
     """Where a run that needs a person is reported (`jobs/alerts.py`)."""
 
@@ -270,6 +298,7 @@ class Settings(BaseSettings):
     timestamps: TimestampConfig = Field(default_factory=TimestampConfig)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     schedule: ScheduleSettings = Field(default_factory=lambda: ScheduleSettings())
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
     sources: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="per-source settings by source name ([sources.NAME]; `evidence sources show`)",
@@ -399,6 +428,8 @@ class Settings(BaseSettings):
         data["store_url"] = self.object_store_url
         for key in ("access_key", "secret_key"):
             data["s3"][key] = "********" if getattr(self.s3, key) is not None else None
+        if self.workers.redis_url:
+            data["workers"]["redis_url"] = redact_url(self.workers.redis_url)
         for url, auth in data["timestamps"]["tsa_auth"].items():
             if auth.get("password") is not None:
                 data["timestamps"]["tsa_auth"][url]["password"] = "********"

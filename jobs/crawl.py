@@ -122,6 +122,7 @@ def crawl(
     in the records instead (`evidence ingest --source`). A scheduled run (``trigger``
     "schedule") also archives its report and log as a snapshot, and alerts when configured.
     """
+    arguments = list(arguments)
     entry, spec, configured = configured_source(settings.sources, name)
     source_settings = settings_for_run(spec, configured, arguments, overrides)
     collection = source_settings.collection or spec.collection
@@ -157,20 +158,10 @@ def crawl(
             ) as run,
         ):
             log.info("run %s of %s (%s) started by %s", run.id, label, trigger, settings.actor)
-            prepare = hook(spec.prepare)
-            if prepare is not None:
-                context = _context(settings, spec, source_settings, run, note, workdir)
-                source_settings = prepare(evidence, source_settings, context)
-            progress.stage(f"{label}: capturing", total=_expected_items(source_settings))
-            if spec.spider is not None:
-                stats = _run_spider(evidence, settings, spec, source_settings, run, note, collected)
-            else:
-                stats = _run_collector(
-                    evidence, settings, spec, source_settings, run, note, collected
-                )
-            parsed = _parse_records(evidence, settings, spec, source_settings, run, note, outcomes)
-            for outcome in parsed.outcomes:
-                collected(outcome)
+            record_plan(evidence, run.id, entry, arguments, overrides, note)
+            stats, parsed = execute(
+                evidence, settings, spec, source_settings, run, note, collected, workdir, progress
+            )
             items = [o for o in outcomes if o.mode != "robots"]
             run.status = run_status(items)
             if stats.get("finish_reason") == "shutdown":
@@ -213,6 +204,69 @@ def crawl(
     if trigger in settings.alerts.on:
         result.after.warnings.extend(alert_if_needed(settings, evidence, result))
     return result
+
+
+def record_plan(
+    evidence: EvidenceStore,
+    run_id: str,
+    source: str,
+    arguments: list[str],
+    overrides: Mapping[str, Any] | None,
+    note: str | None,
+) -> None:
+    """Write down what the run is asked to do, now, so that it can be resumed if its process
+    dies (`evidence runs resume`). Credentials are not in it: they come from the settings."""
+    from pydantic_core import to_jsonable_python
+
+    from evidence_store.index.models import Run
+
+    plan = {
+        "source": source,
+        "arguments": arguments,
+        "overrides": to_jsonable_python(
+            {k: v for k, v in (overrides or {}).items() if v is not None}
+        ),
+        "note": note,
+    }
+    with evidence.index.writing() as session:
+        row = session.get(Run, run_id)
+        if row is not None:
+            row.stats = {**row.stats, "distributed": plan}
+
+
+def execute(
+    evidence: EvidenceStore,
+    settings: Settings,
+    spec: SourceSpec,
+    source_settings: SourceSettings,
+    run: RunRecord,
+    note: str | None,
+    collected: OutcomeCallback,
+    workdir: Path,
+    progress: Progress = NO_PROGRESS,
+) -> tuple[dict[str, Any], ParseResult]:
+    """The work of a run, inside it: the source's prepare step, its spider or collector, its
+    records step. Outcomes go to ``collected`` (the records step's too); returns the crawl's
+    statistics and what the records step made."""
+    prepare = hook(spec.prepare)
+    if prepare is not None:
+        context = _context(settings, spec, source_settings, run, note, workdir)
+        source_settings = prepare(evidence, source_settings, context)
+    progress.stage(f"{run.source}: capturing", total=_expected_items(source_settings))
+    outcomes: list[CaptureOutcome] = []
+
+    def kept(outcome: CaptureOutcome) -> None:
+        outcomes.append(outcome)
+        collected(outcome)
+
+    if spec.spider is not None:
+        stats = _run_spider(evidence, settings, spec, source_settings, run, note, kept)
+    else:
+        stats = _run_collector(evidence, settings, spec, source_settings, run, note, kept)
+    parsed = _parse_records(evidence, settings, spec, source_settings, run, note, outcomes)
+    for outcome in parsed.outcomes:
+        collected(outcome)
+    return stats, parsed
 
 
 def _failures(items: list[CaptureOutcome]) -> list[dict[str, str]]:

@@ -241,6 +241,8 @@ def parse_arguments(spec: SourceSpec, arguments: Iterable[str]) -> dict[str, Any
             key = f"{key}s"  # -a url=… adds to urls
         elif key not in fields and key.endswith("y") and f"{key[:-1]}ies" in fields:
             key = f"{key[:-1]}ies"  # -a query=… adds to queries
+        elif key not in fields and f"{key}es" in fields:
+            key = f"{key}es"  # -a search=… adds to searches
         if key == "type":
             raise SourceError("-a type: an entry's type is set in [sources.NAME] only")
         if key in secrets:

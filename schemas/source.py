@@ -90,6 +90,15 @@ class SourceSettings(BaseModel):
         """Keyword arguments for the spider (spiders only): every setting but the common ones."""
         return self.model_dump(exclude=set(SourceSettings.model_fields))
 
+    def work_items(self) -> list[dict[str, Any]]:
+        """The run split into items that workers can take one by one (``evidence worker``,
+        ``--workers N``): a source that cannot be split is one item."""
+        return [{}]
+
+    def for_items(self, items: list[dict[str, Any]]) -> SourceSettings:
+        """These settings narrowed to some of ``work_items()``."""
+        return self
+
 
 def _is_secret(annotation: Any) -> bool:
     return annotation is SecretStr or any(_is_secret(arg) for arg in get_args(annotation))

@@ -288,6 +288,12 @@ class PagesSettings(SourceSettings):
     def spider_arguments(self) -> dict[str, Any]:
         return {"urls": list(self.urls), "mode": self.mode, "obey_robots": self.obey_robots}
 
+    def work_items(self) -> list[dict[str, Any]]:
+        return [{"url": url} for url in self.urls]
+
+    def for_items(self, items: list[dict[str, Any]]) -> PagesSettings:
+        return self.model_copy(update={"urls": [item["url"] for item in items]})
+
 
 SOURCE = SourceSpec(
     name="pages",

@@ -201,18 +201,41 @@ def crawl(
     trigger: Annotated[
         str, typer.Option("--trigger", hidden=True, help="Who started it: manual or schedule.")
     ] = "manual",
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=256,
+            help="Processes capturing the run's items side by side (one run, one store).",
+        ),
+    ] = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Run a registered source once with its settings (\\[sources.NAME]) and -a arguments."""
     with ConsoleProgress() as progress:
-        result = crawl_source(
-            _settings(allow_private),
-            source,
-            arguments or [],
-            note=note,
-            trigger=trigger,
-            progress=progress,
-        )
+        if workers > 1:
+            from jobs.workers import crawl_parallel
+
+            result = crawl_parallel(
+                _settings(allow_private),
+                source,
+                arguments or [],
+                workers=workers,
+                note=note,
+                trigger=trigger,
+                config=state.config_path,
+                progress=progress,
+            )
+        else:
+            result = crawl_source(
+                _settings(allow_private),
+                source,
+                arguments or [],
+                note=note,
+                trigger=trigger,
+                progress=progress,
+            )
     finish_run_output(result, f"{source} into collection {result.collection!r}", as_json)
 
 

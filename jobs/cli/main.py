@@ -38,6 +38,7 @@ from jobs.cli.sources import sources_app
 from jobs.cli.store import store_app
 from jobs.cli.timestamp import timestamp_app
 from jobs.cli.verify import verify
+from jobs.cli.workers import crawl_part, enqueue, worker
 
 app = typer.Typer(
     help="Evidence collection for DSA, GDPR and AI Act violations: archive, verify, export.",
@@ -48,6 +49,9 @@ app = typer.Typer(
 app.command()(archive.capture)
 app.command()(archive.crawl)
 app.command()(archive.ingest)
+app.command()(enqueue)
+app.command()(worker)
+app.command("crawl-part", hidden=True)(crawl_part)
 app.command()(verify)
 for group, name in (
     (db_app, "db"),

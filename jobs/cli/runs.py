@@ -88,3 +88,30 @@ def runs_show(
         out.print(f"  not archived: {safe(failure['outcome'])} {safe(failure['item'])}")
     if info.report_snapshot:
         out.print(f"report and log archived as snapshot {info.report_snapshot}")
+
+
+@runs_app.command("resume")
+def runs_resume(
+    run: Annotated[str, typer.Argument(help="The interrupted run's id.")],
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=256, help="Processes capturing side by side.")
+    ] = 1,
+    allow_private: Annotated[
+        bool, typer.Option("--allow-private", help="Allow loopback and private addresses.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Finish an interrupted run: its items are captured in the same run, except those it
+    archived before it stopped."""
+    from jobs.cli.archive import _settings, finish_run_output
+    from jobs.cli.common import ConsoleProgress
+    from jobs.runs import show_run
+    from jobs.workers import resume_run
+
+    settings = _settings(allow_private)
+    run_id = show_run(settings, run).id  # a prefix is enough
+    with ConsoleProgress() as progress:
+        result = resume_run(
+            settings, run_id, workers=workers, config=state.config_path, progress=progress
+        )
+    finish_run_output(result, f"run {run_id} resumed", as_json)
