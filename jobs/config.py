@@ -201,6 +201,11 @@ class ScheduleSettings(BaseModel):
         "stopping them (they are then recorded as interrupted)",
     )
     max_parallel: int = Field(default=2, ge=1, le=64, description="runs at once (any sources)")
+    distributed: bool = Field(
+        default=False,
+        description="enqueue each run on the shared frontier ([workers] redis_url) for "
+        "`evidence worker` processes, instead of capturing it on the scheduler's machine",
+    )
 
 
 class WorkerSettings(BaseModel):

@@ -89,7 +89,10 @@ def launch_run(name: str, config_path: str | None) -> int | None:
     command = [sys.executable, "-m", "jobs.cli"]
     if config_path:
         command += ["--config", config_path]
-    command += ["crawl", name, "--trigger", "schedule"]
+    # Distributed: the run's items go to the shared frontier and the workers capture them;
+    # this subprocess waits until one of them has finished the run.
+    verb = "enqueue" if settings.schedule.distributed else "crawl"
+    command += [verb, name, "--trigger", "schedule"]
     log.info("%s: starting a scheduled run", name)
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     with _RUNNING_LOCK:
