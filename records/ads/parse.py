@@ -119,22 +119,27 @@ def parse_run(
             continue
         try:
             normalise = normaliser(ads["platform"])
-            found = 0
-            for payload in payloads(evidence, snapshot_id):
-                records = list(normalise(payload))
-                found += 1
-                seen_at = manifest.captured_at
-                with evidence.index.writing(f"ads:{ads['platform']}") as session:
+            parsed = [
+                (payload, list(normalise(payload))) for payload in payloads(evidence, snapshot_id)
+            ]
+            if not parsed:
+                raise ValueError("no successful answer in the snapshot")
+            # One transaction per snapshot (its pages and details together), not per answer.
+            with evidence.index.writing(f"ads:{ads['platform']}") as session:
+                for payload, records in parsed:
                     totals.add(
                         record_ads(
                             session,
                             records,
-                            Provenance(snapshot_id, payload.record_id, context.run_id, seen_at),
+                            Provenance(
+                                snapshot_id,
+                                payload.record_id,
+                                context.run_id,
+                                manifest.captured_at,
+                            ),
                             query_key=key,
                         )
                     )
-            if not found:
-                raise ValueError("no successful answer in the snapshot")
         except (ValueError, KeyError, TypeError, ValidationError) as exc:
             if key:
                 broken.add(key)
