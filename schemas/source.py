@@ -176,6 +176,5 @@ class SourceSpec:
             value = getattr(self, hook)
             if value is not None and not re.match(r"^records(\.\w+)+:\w+$", value):
                 raise ValueError(
-                    f"source {self.name!r}: {hook} must name a function as "
-                    "records.module:function"
+                    f"source {self.name!r}: {hook} must name a function as records.module:function"
                 )
