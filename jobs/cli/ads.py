@@ -117,3 +117,21 @@ def ads_versions(ad: AdArg, as_json: JsonOption = False) -> None:
         )
         for key, change in row["changed"].items():
             out.print(f"  {key}: {safe(change['from'])} → {safe(change['to'])}", soft_wrap=True)
+
+
+@ads_app.command("summary")
+def ads_summary(as_json: JsonOption = False) -> None:
+    """Per platform: the ads indexed, those with more than one version, those no longer
+    returned by a query that returned them before."""
+    from jobs.ads import ads_counts
+
+    counts = ads_counts(state.settings)
+    if as_json:
+        print_json(counts)
+        return
+    table = Table(title="ads per platform", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("platform", "ads", "changed (versions > 1)", "unseen (removed)"):
+        table.add_column(column, justify="right" if column != "platform" else "left")
+    for platform, c in sorted(counts.items()):
+        table.add_row(platform, f"{c['ads']:,}", f"{c['changed']:,}", f"{c['unseen']:,}")
+    out.print(table)

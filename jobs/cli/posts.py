@@ -39,17 +39,17 @@ def posts_list(
         print_json({"total": total, "posts": rows})
         return
     table = Table(title=f"{len(rows)} of {total} post(s)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("platform", "post", "author", "status", "since", "versions", "last capture"):
-        table.add_column(column, overflow="fold", min_width=len(column))
+    table.add_column("post", no_wrap=True)  # ids are copied whole
+    for column in ("author", "status", "since", "versions", "last capture"):
+        table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(
-            r["platform"],
-            safe(r["post_id"]),
+            f"{r['platform']}:{safe(r['post_id'])}",
             safe(r["author"] or "-"),
             r["status"],
-            r["status_since"][:19],
+            r["status_since"][:16],
             str(r["versions"]),
-            r["last_captured_at"][:19],
+            r["last_captured_at"][:16],
         )
     out.print(table)
 
