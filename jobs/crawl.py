@@ -158,7 +158,7 @@ def crawl(
             ) as run,
         ):
             log.info("run %s of %s (%s) started by %s", run.id, label, trigger, settings.actor)
-            record_plan(evidence, run.id, entry, arguments, overrides, note)
+            record_plan(evidence, run.id, run_plan(entry, arguments, overrides, note))
             stats, parsed = execute(
                 evidence, settings, spec, source_settings, run, note, collected, workdir, progress
             )
@@ -206,28 +206,35 @@ def crawl(
     return result
 
 
-def record_plan(
-    evidence: EvidenceStore,
-    run_id: str,
-    source: str,
-    arguments: list[str],
-    overrides: Mapping[str, Any] | None,
-    note: str | None,
-) -> None:
-    """Write down what the run is asked to do, now, so that it can be resumed if its process
-    dies (`evidence runs resume`). Credentials are not in it: they come from the settings."""
+def run_plan(
+    source: str, arguments: list[str], overrides: Mapping[str, Any] | None, note: str | None
+) -> dict[str, Any]:
+    """What a run is asked to do, as the run row keeps it (so that it can be resumed), with
+    credentials in URLs removed: a password or token never enters the index. A plan from which
+    something was removed says so (``redacted``), and such a run is not resumed."""
     from pydantic_core import to_jsonable_python
 
-    from evidence_store.index.models import Run
+    from crawlers.redaction import Redactor
 
-    plan = {
+    pairs = [list(argument.partition("=")[::2]) for argument in arguments]
+    options = to_jsonable_python({k: v for k, v in (overrides or {}).items() if v is not None})
+    (pairs, options), redacted = Redactor().redact_data([pairs, options])
+    plan: dict[str, Any] = {
         "source": source,
-        "arguments": arguments,
-        "overrides": to_jsonable_python(
-            {k: v for k, v in (overrides or {}).items() if v is not None}
-        ),
+        "arguments": [f"{key}={value}" for key, value in pairs],
+        "overrides": options,
         "note": note,
     }
+    if redacted:
+        plan["redacted"] = sorted(set(redacted))
+    return plan
+
+
+def record_plan(evidence: EvidenceStore, run_id: str, plan: dict[str, Any]) -> None:
+    """Write down the run's plan now, so that it can be resumed if its process dies
+    (`evidence runs resume`)."""
+    from evidence_store.index.models import Run
+
     with evidence.index.writing() as session:
         row = session.get(Run, run_id)
         if row is not None:

@@ -59,6 +59,7 @@ from jobs.crawl import (
     _failures,
     count_outcomes,
     execute,
+    run_plan,
     run_status,
 )
 from jobs.progress import NO_PROGRESS, Progress
@@ -100,6 +101,7 @@ def crawl_part(
             raise WorkerError(f"run {run_id} is {row.status}: no more parts")
         stats = dict(row.stats)
     spec_data = stats.get("distributed") or {}
+    _refuse_redacted(run_id, spec_data)
     entry, spec, configured = configured_source(settings.sources, spec_data["source"])
     source_settings = settings_for_run(
         spec, configured, spec_data.get("arguments") or [], spec_data.get("overrides")
@@ -133,6 +135,15 @@ def crawl_part(
         "records": parsed.records,
     }
     return result
+
+
+def _refuse_redacted(run_id: str, plan: dict[str, Any]) -> None:
+    if plan.get("redacted"):
+        raise WorkerError(
+            f"run {run_id} was given credentials in its arguments ({', '.join(plan['redacted'])}), "
+            "which are never stored: it cannot be taken up again; put credentials in the "
+            "source's settings (evidence.toml or the environment) and start a new run"
+        )
 
 
 def _item_key(item: dict[str, Any]) -> str:
@@ -232,6 +243,13 @@ def start_shared_run(
     arguments = list(arguments)
     entry, spec, configured = configured_source(settings.sources, name)
     source_settings = settings_for_run(spec, configured, arguments)
+    plan = run_plan(entry, arguments, None, note)
+    if plan.get("redacted"):
+        # Parts read the run's arguments from the index, where credentials are never kept.
+        raise WorkerError(
+            f"credentials in the arguments ({', '.join(plan['redacted'])}): a run shared by "
+            "workers cannot carry them; put them in the source's settings"
+        )
     collection = source_settings.collection or spec.collection
     evidence = open_evidence(settings)
     evidence.objects.check()
@@ -254,7 +272,7 @@ def start_shared_run(
         row.host, row.pid, row.process_started = where, None, None
         row.stats = {
             **row.stats,
-            "distributed": {"source": entry, "arguments": arguments, "note": note},
+            "distributed": plan,
             "trigger": trigger,
         }
     return SharedRun(run_id, entry, collection, source_settings.work_items())
@@ -352,6 +370,7 @@ def resume_run(
                 f"run {run_id} is {row.status}: only an interrupted or failed run is resumed"
             )
         plan = row.stats.get("distributed")
+        _refuse_redacted(run_id, plan or {})
         if not plan:
             raise WorkerError(
                 f"run {run_id} did not record its source and arguments: it cannot be resumed "

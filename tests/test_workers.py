@@ -223,3 +223,17 @@ def test_two_workers_on_redis_and_one_killed(
     import redis
 
     assert list(redis.Redis.from_url(REDIS_URL).scan_iter(match=f"{prefix}:run:*")) == []
+
+
+def test_a_runs_plan_never_keeps_credentials() -> None:
+    from jobs.crawl import run_plan
+
+    plan = run_plan(
+        "pages",
+        ["url=https://x.example/a?access_token=SECRET-0451&page=2", "mode=http"],
+        {"source_url": "https://alice:hunter2@h.example/"},
+        None,
+    )
+    text = json.dumps(plan)
+    assert "SECRET-0451" not in text and "hunter2" not in text
+    assert plan["arguments"][1] == "mode=http" and plan["redacted"]
