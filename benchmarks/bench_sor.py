@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import report, timed
+from benchmarks.common import Figure, figure, report, timed
 
 ROWS_ENV = "BENCH_SOR_ROWS"
 CACHE_ENV = "BENCH_SOR_CACHE"
@@ -350,7 +350,7 @@ def print_profile(path: str) -> None:
 # -- main ----------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> dict[str, float | int | str]:
+def main(argv: list[str] | None = None) -> list[Figure]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--rows",
@@ -435,7 +435,47 @@ def main(argv: list[str] | None = None) -> dict[str, float | int | str]:
         report("sor", figures)
         if args.profile:
             print_profile(args.profile)
-        return figures
+        return [
+            figure(
+                "sor",
+                "ingest_dump rows/s",
+                ours_rps,
+                unit="rows/s",
+                baseline=duck_rps,
+                baseline_name="rows/s DuckDB read_csv",
+                goal=GOAL_RATIO,
+                note=f"{args.rows:,} rows",
+            ),
+            figure(
+                "sor",
+                "ingest peak RSS at N",
+                peak,
+                unit="MiB",
+                baseline=small["peak_rss_mib"],
+                baseline_name="MiB at N/5 (flat: ratio near 1)",
+                goal=GOAL_PEAK_MIB,
+                goal_on="value",
+                lower_is_better=True,
+            ),
+            figure(
+                "sor",
+                "sor stats ms",
+                timings["stats"],
+                unit="ms",
+                baseline=timings["stats_sql"],
+                baseline_name="ms same SQL, bare DuckDB",
+                ratio=timings["stats_sql"] / timings["stats"],
+            ),
+            figure(
+                "sor",
+                "sor show ms",
+                timings["show"],
+                unit="ms",
+                baseline=timings["lookup"],
+                baseline_name="ms DuckDB WHERE uuid = ?",
+                ratio=timings["lookup"] / timings["show"],
+            ),
+        ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

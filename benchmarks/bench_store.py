@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks.common import SIZES, payloads, report, timed
+from benchmarks.common import SIZES, Figure, figure, payloads, report, timed
 from evidence_store.archive import EvidenceStore, archive, archive_many
 from evidence_store.index import Index
 from evidence_store.objects import LocalStore
@@ -59,7 +59,7 @@ def open_evidence(root: Path) -> EvidenceStore:
     )
 
 
-def main(argv: list[str] | None = None) -> dict[str, float | int | str]:
+def main(argv: list[str] | None = None) -> list[Figure]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--snapshots", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=10)
@@ -109,7 +109,26 @@ def main(argv: list[str] | None = None) -> dict[str, float | int | str]:
             "goal ratio": 0.7,
         }
         report("store", figures)
-        return figures
+        baseline_mbs = total_mb / seconds["baseline"]
+        return [
+            figure(
+                "store",
+                "archive_many() MB/s",
+                total_mb / seconds["many"],
+                unit="MB/s",
+                baseline=baseline_mbs,
+                baseline_name="MB/s hash+write+fsync",
+                goal=0.7,
+            ),
+            figure(
+                "store",
+                "archive() one by one MB/s",
+                total_mb / seconds["one"],
+                unit="MB/s",
+                baseline=baseline_mbs,
+                baseline_name="MB/s hash+write+fsync",
+            ),
+        ]
     finally:
         one.index.dispose()
         many.index.dispose()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from benchmarks.common import report, timed
+from benchmarks.common import Figure, figure, report, timed
 from evidence_store.archive import EvidenceStore, archive_many
 from evidence_store.index import Index
 from evidence_store.index.models import MerkleProof, MerkleTree
@@ -81,7 +81,7 @@ def archive_set(root: Path, prefix: str, count: int) -> list[str]:
     return ids
 
 
-def main(argv: list[str] | None = None) -> dict[str, float | int | str]:
+def main(argv: list[str] | None = None) -> list[Figure]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--snapshots", type=int, default=10_000)
     parser.add_argument("--baseline-requests", type=int, default=1000)
@@ -153,7 +153,32 @@ def main(argv: list[str] | None = None) -> dict[str, float | int | str]:
             "check merkle / own-token": t_check_single["seconds"] / t_check_merkle["seconds"],
         }
         report("timestamps", figures)
-        return figures
+        return [
+            figure(
+                "timestamps",
+                "per-snapshot timestamping snapshots/s",
+                per_snapshot,
+                unit="/s",
+                baseline=baseline,
+                baseline_name="bare TSA requests/s",
+            ),
+            figure(
+                "timestamps",
+                "Merkle timestamping snapshots/s",
+                merkle,
+                unit="/s",
+                baseline=per_snapshot,
+                baseline_name="/s per-snapshot mode",
+            ),
+            figure(
+                "timestamps",
+                "check Merkle proofs snapshots/s",
+                n / t_check_merkle["seconds"],
+                unit="/s",
+                baseline=n / t_check_single["seconds"],
+                baseline_name="/s check own tokens",
+            ),
+        ]
     finally:
         tsa.terminate()
         tsa.wait(timeout=10)
