@@ -36,6 +36,7 @@ caller's decision, made with ``redact_text``.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -376,7 +377,11 @@ class Redactor:
         return value
 
 
-def _escaped_forms(value: str) -> set[str]:
+@functools.lru_cache(maxsize=1 << 16)
+def _escaped_forms(value: str) -> frozenset[str]:
+    # Cached: a run's redactor learns every cookie of the run and scrubs each of them from
+    # every later capture's metadata; recomputing eight escapings of hundreds of secrets for
+    # every string made long browser runs slow down quadratically (benchmarks/bench_posts.py).
     forms = {
         value,
         quote(value, safe=""),
@@ -388,7 +393,7 @@ def _escaped_forms(value: str) -> set[str]:
         json.dumps(value)[1:-1],
     }
     forms.discard("")
-    return forms
+    return frozenset(forms)
 
 
 def _unique(names: Iterable[str]) -> list[str]:
