@@ -30,10 +30,9 @@ from crawlers.spiders.x import (
     XSettings,
     best_mp4,
     discover_posts,
-    js_radix_string,
     parse_post_url,
-    syndication_token,
 )
+from crawlers.x_token import js_radix_string, syndication_token
 from evidence_store.errors import InputError
 from evidence_store.manifest import parse_manifest
 from fixtures.x import GUEST_BEARER, POSTS, XSite, media_bytes, snowflake_time
