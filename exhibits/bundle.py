@@ -648,6 +648,7 @@ PRESENTERS: dict[str, str] = {
     "timeline": "exhibits.timeline:present_timeline",
     "sor": "exhibits.records:present_record",
     "ad": "exhibits.records:present_record",
+    "post": "exhibits.records:present_record",
 }
 
 

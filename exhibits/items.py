@@ -8,8 +8,9 @@ the PDFs and the offline verifier only ever see that protocol, so a new kind plu
 registering a resolver in :data:`KINDS`.
 
 References: a snapshot id or unique prefix (``3f9a1c…``, or ``snapshot:3f9a1c…``); a
-statement of reasons ``sor:UUID`` and an ad ``ad:PLATFORM:ID`` (``exhibits.records``);
-``post:…`` is reserved for platform posts and refused until they are parsed.
+statement of reasons ``sor:UUID``, an ad ``ad:PLATFORM:ID`` and a post ``post:PLATFORM:ID``
+(``exhibits.records``). A kind may be registered before its records exist, with the reason it
+is refused (``ItemKind.unavailable``).
 """
 
 from __future__ import annotations
@@ -103,12 +104,6 @@ def _resolve_record(name: str) -> Resolver:
     return resolve
 
 
-_NOT_YET = (
-    "{what} exhibits are not available yet: {what} records come with the records layer, "
-    "which parses them out of archived snapshots; until then, give the id of the snapshot "
-    "that holds the {what}"
-)
-
 KINDS: dict[str, ItemKind] = {
     "snapshot": ItemKind(
         "snapshot", "an archived snapshot (id or unique prefix)", _resolve_snapshot
@@ -117,7 +112,9 @@ KINDS: dict[str, ItemKind] = {
     "sor": ItemKind(
         "sor", "a statement of reasons (its uuid)", _resolve_record("resolve_statement")
     ),
-    "post": ItemKind("post", "a platform post", unavailable=_NOT_YET.format(what="post")),
+    "post": ItemKind(
+        "post", "a platform post (platform:id, or its id)", _resolve_record("resolve_post")
+    ),
 }
 
 

@@ -90,6 +90,33 @@ TEXTS: dict[str, dict[str, str]] = {
         "record": "Datensatz",
         "record_sor": "Begründung einer Moderationsentscheidung (DSA Art. 17)",
         "record_ad": "Anzeige",
+        "record_post": "Beitrag",
+        "unseen_since": "Nicht mehr geliefert seit",
+        "timeline_record_intro": "Diese Anlage zeigt denselben Datensatz in {n} Erfassungen, "
+        "die älteste zuerst (T1, T2, …). Verglichen werden die Felder, die aus jeder Erfassung "
+        "gelesen wurden (eine Zeile „Feld: Wert“ je Feld); zwischen aufeinanderfolgenden "
+        "Erfassungen sind die geänderten Felder und Zahlen dargestellt, bei Browser-Erfassungen "
+        "auch die Bildschirmfotos nebeneinander. Die Erfassungen, aus denen die Felder gelesen "
+        "wurden, liegen als Originale bei; jeder Vergleich lässt sich aus ihnen nachvollziehen.",
+        "field_diff": "Geänderte Felder",
+        "no_field_change": "Kein Feld geändert.",
+        "fields_changed_since": "Felder gegenüber T{n} geändert",
+        "fields_same_since": "Felder wie T{n}",
+        "further_originals": "Weitere Originale",
+        "further_originals_text": "Diese Erfassungen belegen einen der Befunde (etwa alle "
+        "Antworten des Abrufs, in denen die Anzeige nicht mehr enthalten war) und liegen wie die "
+        "übrigen Originale im genannten Ordner bei.",
+        "ad_gone": "von der Abfrage seit {when} nicht mehr geliefert (Lauf {run}; {n} Antwort(en) "
+        "ohne die Anzeige)",
+        "post_status": "Status auf der Plattform",
+        "media": "Medien",
+        "video_frames": "Standbilder aus dem Video",
+        "video_frame_caption": "Standbild bei {at} s aus {file} (SHA-256 {sha256}); "
+        "nachvollziehbar mit: {command}",
+        "no_frames": "Aus der Videodatei ließ sich kein Standbild gewinnen ({why}); die Datei "
+        "liegt als Original bei.",
+        "versions": "Fassungen",
+        "counts": "Zahlen je Erfassung",
         "dump_file": "Tagesexport (Datei)",
         "dump_published_sha1": "Veröffentlichter SHA-1 des Exports",
         "part": "Teilarchiv im Export",
@@ -256,6 +283,33 @@ TEXTS: dict[str, dict[str, str]] = {
         "record": "Record",
         "record_sor": "Statement of reasons (DSA Art. 17)",
         "record_ad": "Ad",
+        "record_post": "Post",
+        "unseen_since": "No longer returned since",
+        "timeline_record_intro": "This exhibit shows the same record in {n} captures, oldest "
+        "first (T1, T2, …). What is compared are the fields read out of each capture (one line "
+        "“field: value” per field); between consecutive captures it shows the fields and figures "
+        "that changed and, for browser captures, the screenshots side by side. The captures the "
+        "fields were read from are enclosed as originals: every comparison can be redone from "
+        "them.",
+        "field_diff": "Fields that changed",
+        "no_field_change": "No field changed.",
+        "fields_changed_since": "fields changed since T{n}",
+        "fields_same_since": "fields as at T{n}",
+        "further_originals": "Further originals",
+        "further_originals_text": "These captures prove one of the findings (such as every "
+        "answer of the run that no longer held the ad) and are enclosed in the folders named, "
+        "like the other originals.",
+        "ad_gone": "no longer returned by the query since {when} (run {run}; {n} answer(s) "
+        "without the ad)",
+        "post_status": "Status on the platform",
+        "media": "Media",
+        "video_frames": "Stills from the video",
+        "video_frame_caption": "Still at {at} s of {file} (SHA-256 {sha256}); reproduce with: "
+        "{command}",
+        "no_frames": "No still could be taken from the video file ({why}); the file is enclosed "
+        "as an original.",
+        "versions": "Versions",
+        "counts": "Figures per capture",
         "dump_file": "Daily dump (file)",
         "dump_published_sha1": "SHA-1 of the dump as published",
         "part": "Part of the dump",

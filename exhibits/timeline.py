@@ -12,10 +12,13 @@ signed manifests while they were copied out of the store): the rendered DOM of a
 capture, else the HTML response in the WARC. The PDF therefore shows nothing an expert
 could not recompute from the originals beside it.
 
-References (:func:`resolve_timeline`): a URL (``https://…`` or ``url:https://…``), or a
-snapshot (``snapshot:<id>``: the timeline of the URL it captured). ``ad:`` and ``post:``
-(versions of a record) are refused with the same "not available yet" as ``exhibit build``
-until the records layer exists; they will resolve to a :class:`TimelineItem` too.
+References (:func:`resolve_timeline`): a URL (``https://…`` or ``url:https://…``), a
+snapshot (``snapshot:<id>``: the timeline of the URL it captured), or a record: an ad
+(``ad:PLATFORM:ID``: its versions and its removal from the query that returned it) or a post
+(``post:PLATFORM:ID``: every capture of it, with its fields, counts and status). A record's
+timeline compares the fields the records layer parsed out of each capture (one
+``field: value`` line each, :class:`RecordState`) instead of the page's visible text; the
+parsed snapshots are the originals beside it, so the comparison can be redone from them.
 """
 
 from __future__ import annotations
@@ -67,16 +70,42 @@ _SIDE_RATIO = 160 / 133
 
 
 # -- the item ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RecordState:
+    """What a record said at one capture: the lines compared between captures, and why it was
+    not shown, when it was not (``gone`` or ``unavailable`` with the platform's words)."""
+
+    snapshot_id: str
+    lines: list[str]
+    state: str | None = None  # GONE or UNAVAILABLE; None when the record was shown
+    why: str = ""  # a key of the texts (formatted with ``why_args``), else shown as it is
+    why_args: dict[str, Any] = field(default_factory=dict)
+
+    def why_text(self, lang: str) -> str:
+        """Why the record was not shown, in the exhibit's language."""
+        texts = TEXTS[lang]
+        return texts[self.why].format(**self.why_args) if self.why in texts else self.why
+
+
 @dataclass
 class TimelineItem:
-    """A page across its captures, oldest first (an :class:`~exhibits.items.ExhibitItem`)."""
+    """A page (or a record) across its captures, oldest first (an
+    :class:`~exhibits.items.ExhibitItem`).
+
+    A record's timeline has ``states``, one per capture shown (in order), each naming the
+    snapshot it was parsed from; ``captures`` then holds those snapshots and any others that
+    prove a state (the other answers of the run that no longer returned an ad).
+    """
 
     ref: str
-    page_url: str
+    page_url: str | None
     captures: list[SnapshotInfo]
     since: datetime | None = None
     until: datetime | None = None
     kind: str = "timeline"
+    title: str | None = None
+    states: list[RecordState] | None = None
+    record_fields: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def snapshots(self) -> list[SnapshotInfo]:
@@ -87,7 +116,9 @@ class TimelineItem:
         return self.page_url
 
     def fields(self) -> list[tuple[str, str]]:
-        rows = [("requested_url", self.page_url), ("captures", str(len(self.captures)))]
+        if self.states is not None:
+            return [("captures", str(len(self.states))), *self.record_fields]
+        rows = [("requested_url", self.page_url or ""), ("captures", str(len(self.captures)))]
         if self.since or self.until:
             rows.append(
                 (
@@ -140,18 +171,28 @@ def resolve_timeline(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> ExhibitItem:
-    """The timeline a reference names: a URL's captures now, a record's versions later."""
+    """The timeline a reference names: a URL's captures, or a record's (ad, post)."""
     text = ref.strip()
     head, sep, rest = text.partition(":")
     kind = head.lower() if sep else ""
     if kind in ("http", "https"):
         kind, rest = "url", text
+    if since is not None and until is not None and until < since:
+        raise ExhibitError("--to is before --from: no capture can be in that range")
     if kind in KINDS and KINDS[kind].resolve is None:
         raise ExhibitError(f"{ref!r}: {KINDS[kind].unavailable}")
-    if kind in ("ad", "sor"):
+    if kind in ("ad", "post"):
+        from exhibits import records
+
+        if not rest.strip():
+            raise ExhibitError(f"{ref!r}: give a {KINDS[kind].description}")
+        timeline = records.ad_timeline if kind == "ad" else records.post_timeline
+        return timeline(session, rest.strip(), since=since, until=until)
+    if kind == "sor":
         raise ExhibitError(
-            f"{ref!r}: a timeline of a record is not available yet; `evidence exhibit build "
-            f"{text}` makes an exhibit of it with every version and the snapshot it came from"
+            f"{ref!r}: a statement of reasons is published once and never changes, so it has "
+            f"no timeline; `evidence exhibit build {text}` makes an exhibit of it with the dump "
+            "it is in"
         )
     if kind == "snapshot":
         url = snapshot_info(resolve_snapshot(session, rest.strip())).source_url
@@ -164,8 +205,6 @@ def resolve_timeline(
             "snapshot:<id> for the URL a snapshot captured"
         )
     url = rest.strip()
-    if since is not None and until is not None and until < since:
-        raise ExhibitError("--to is before --from: no capture can be in that range")
     captures = find_captures(session, url, since=since, until=until)
     if not captures:
         within = " in that time range" if since or until else ""
@@ -497,12 +536,23 @@ def present_timeline(
     screenshots side by side, and each capture's proofs."""
     lang = page.options.lang
     t = TEXTS[lang]
-    captures = [_Capture(n, part) for n, part in enumerate(parts, start=1)]
+    states: list[RecordState] | None = getattr(item, "states", None)
+    if states is None:
+        captures = [_Capture(n, part) for n, part in enumerate(parts, start=1)]
+    else:
+        by_id = {part.meta["id"]: part for part in parts}
+        captures = [_Capture(n, by_id[s.snapshot_id]) for n, s in enumerate(states, start=1)]
+    # A record's timeline compares parsed fields, not a page's text: its states say so.
+    compared = "fields_" if states is not None else ""
     last_present: _Capture | None = None
     for capture in captures:
-        view = capture.part.view
-        capture.text = capture_text(capture.part)
-        gone = gone_reason(view, lang)
+        if states is None:
+            capture.text = capture_text(capture.part)
+            gone = gone_reason(capture.part.view, lang)
+        else:
+            state = states[capture.number - 1]
+            capture.text = state.lines
+            gone = (state.state, state.why_text(lang)) if state.state else None
         if gone is not None:
             capture.state, capture.why = gone
             continue
@@ -515,12 +565,13 @@ def present_timeline(
             capture.figures = changed_figures(before, after)
             if capture.hunks:
                 capture.state = CHANGED
-                capture.why = t["changed_since"].format(n=last_present.number)
+                capture.why = t[f"{compared}changed_since"].format(n=last_present.number)
             elif last_present.number != capture.number - 1:
                 capture.state = PRESENT
                 capture.why = t["back_since"].format(n=last_present.number)
             else:
-                capture.state, capture.why = UNCHANGED, t["same_since"].format(n=capture.since)
+                capture.state = UNCHANGED
+                capture.why = t[f"{compared}same_since"].format(n=capture.since)
             total = sum(len(h) for h in capture.hunks)
             if total > MAX_DIFF_ROWS:
                 capture.truncated = total - MAX_DIFF_ROWS
@@ -551,9 +602,10 @@ def present_timeline(
             }
         )
 
-    first, last = parts[0], parts[-1]
-    url = item.url or page_title(first, lang, item.ref)
-    shown = url if len(url) <= 90 else url[:89] + "…"
+    first, last = captures[0].part, captures[-1].part
+    url = item.url or ("" if states is not None else page_title(first, lang, item.ref))
+    shown = getattr(item, "title", None) or url
+    shown = shown if len(shown) <= 90 else shown[:89] + "…"
     rows = [
         {
             "n": c.number,
@@ -574,8 +626,9 @@ def present_timeline(
             "figures": c.figures,
             "truncated": c.truncated,
             "has_text": c.text is not None,
-            "answer": (c.text or [])[:MAX_ANSWER_LINES],
-            "answer_more": max(0, len(c.text or []) - MAX_ANSWER_LINES),
+            # A gone record's lines are what it was, not what the platform answered.
+            "answer": (c.text or [])[:MAX_ANSWER_LINES] if states is None else [],
+            "answer_more": max(0, len(c.text or []) - MAX_ANSWER_LINES) if states is None else 0,
             "item": c.part.view,
         }
         for c in captures
@@ -586,6 +639,17 @@ def present_timeline(
         title=f"{t['timeline_of']} {shown}",
         context={
             "url": url,
+            "record": states is not None,
+            "record_title": getattr(item, "title", None),
+            "others": [
+                {
+                    "folder": p.meta["folder"],
+                    "utc": p.view["captured_utc"],
+                    "snapshot_id": p.meta["id"],
+                }
+                for p in parts
+                if p.meta["id"] not in {c.part.meta["id"] for c in captures}
+            ],
             "captures": rows,
             "side": side,
             "counts": counts,
@@ -597,5 +661,5 @@ def present_timeline(
             "number_text": lambda v: _number_text(v, lang),
         },
         captured_at=first.meta["captured_at"],
-        captured_until=last.meta["captured_at"] if len(parts) > 1 else None,
+        captured_until=last.meta["captured_at"] if len(captures) > 1 else None,
     )

@@ -243,12 +243,13 @@ def test_timeline_range_english_zip_and_refusals(timeline: dict) -> None:
     text = " ".join(_pdf_text(root / "en.pdf").split())
     assert "Timeline of" in text and "present – first capture" in text  # noqa: RUF001 (typography of a court document)
     assert "gone – the server answered with HTTP status 404" in text  # noqa: RUF001 (typography of a court document)
-    # nothing in the range, kinds to come, not a URL: refused, nothing written
+    # nothing in the range, records not in the index, not a URL: refused, nothing written
     early = format_rfc3339(second - timedelta(days=400))
     for ref, extra, message in (
         (timeline["url"], ["--to", early[:10]], "no capture of"),
-        ("ad:123", [], "timeline of a record is not available yet"),
-        ("post:x/1", [], "not available yet"),
+        ("ad:123", [], "no such ad"),
+        ("post:x/1", [], "no such post"),
+        ("sor:abc", [], "never changes, so it has no timeline"),
         ("nonsense", [], "a timeline follows a page"),
     ):
         out = root / "refused"

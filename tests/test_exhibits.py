@@ -294,9 +294,8 @@ def test_english_zip_bundle(archive: dict, tmp_path: Path) -> None:
     assert "Index of exhibits" in _pdf_text(folder / "Exhibit-index.pdf")
 
 
-def test_references_of_kinds_to_come_are_refused_clearly(archive: dict) -> None:
-    # Posts are not parsed yet; ads and statements that are not in the index are named.
-    expected = {"ad:123": "no such ad", "sor:abc": "no statement", "post:x/1": "not available yet"}
+def test_records_not_in_the_index_are_refused_clearly(archive: dict) -> None:
+    expected = {"ad:123": "no such ad", "sor:abc": "no statement", "post:x/1": "no such post"}
     for ref, message in expected.items():
         proc = run_cli(
             "exhibit",

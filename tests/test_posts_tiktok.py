@@ -49,6 +49,7 @@ from records.posts.models import Post, PostVersion
 from records.posts.parse import PostCapture, parse_run
 from records.posts.platforms.tiktok import parse, status_of
 from schemas import Capture, CaptureArtifact, CollectContext, utc_now
+from tests.conftest import run_cli
 
 HAVE_FFPROBE = subprocess.run(["which", "ffprobe"], capture_output=True).returncode == 0
 needs_ffprobe = pytest.mark.skipif(not HAVE_FFPROBE, reason="ffprobe (Debian ffmpeg) not installed")
@@ -360,6 +361,48 @@ def test_a_removal_is_proven_by_the_notice_next_to_the_last_capture_of_the_post(
     assert shown(crawled, P4)["fields"]["status_detail"].startswith(fixture_data.GEO_MESSAGE)
     assert "statusCode 10222" in shown(crawled, P5)["fields"]["status_detail"]
     assert "statusCode 10221" in shown(crawled, P6)["fields"]["status_detail"]
+
+
+@pytest.mark.slow
+def test_a_post_is_an_exhibit_with_stills_and_a_timeline_of_its_captures(
+    crawled: dict[str, Any], tmp_path: Path
+) -> None:
+    settings = crawled["settings"]
+    env = {"EVIDENCE_DATA_DIR": str(settings.data_path), "EVIDENCE_DB_URL": settings.database_url}
+    p2 = shown(crawled, P2)
+    bundle = tmp_path / "post"
+    case = ["--case", "Muster ./. TikTok"]
+    run_cli("exhibit", "build", f"post:tiktok:{P2}", *case, "-o", str(bundle), env=env, check=True)
+    [exhibit] = json.loads((bundle / "BUNDLE.json").read_text(encoding="utf-8"))["exhibits"]
+    # The capture that last showed the post comes first (its screenshot and video are
+    # printed), then the removal notice.
+    before, after = (v["snapshot"] for v in p2["versions"])
+    assert exhibit["kind"] == "post" and [s["id"] for s in exhibit["snapshots"]] == [before, after]
+    assert any(f["path"].endswith("video.mp4") for f in exhibit["snapshots"][0]["artifacts"])
+    text = " ".join(_pdf_text(bundle / "K1.pdf").split())
+    assert f"Beitrag tiktok:{P2}" in text and "Standbilder aus dem Video" in text
+    assert "removed (Video derzeit nicht verfügbar (statusCode 10204))" in text
+    assert "ffmpeg -v error -ss" in text and POSTS[P2].desc[:30] in text
+    verified = run_cli("exhibit", "verify", str(bundle), env=env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    # Timelines: the counts of P1 moved; P2 was removed.
+    for post, expected in (
+        (P1, ["changed – fields changed since T1", "15300 → 48210"]),  # noqa: RUF001 (typography of a court document)
+        (P2, ["gone – removed: Video derzeit nicht verfügbar"]),  # noqa: RUF001 (typography of a court document)
+    ):
+        out = tmp_path / f"timeline-{post}"
+        args = ["exhibit", "timeline", f"post:tiktok:{post}", *case, "--lang", "en"]
+        run_cli(*args, "-o", str(out), env=env, check=True)
+        text = " ".join(_pdf_text(out / "K1.pdf").split())
+        assert f"Timeline of post:tiktok:{post}" in text
+        assert all(e in text for e in expected), text[:3000]
+        assert run_cli("exhibit", "verify", str(out), env=env).returncode == 0
+
+
+def _pdf_text(path: Path) -> str:
+    done = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True)
+    return done.stdout
 
 
 @pytest.mark.slow

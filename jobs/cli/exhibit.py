@@ -28,8 +28,8 @@ def build_command(
     items: Annotated[
         list[str],
         typer.Argument(
-            help="Snapshot ids or unique prefixes, one exhibit each (ad:, sor:, "
-            "post: come with the records layer)."
+            help="One exhibit each: a snapshot id or unique prefix, sor:UUID, "
+            "ad:PLATFORM:ID or post:PLATFORM:ID."
         ),
     ],
     output: OutputOption,
@@ -60,7 +60,7 @@ def timeline_command(
         str,
         typer.Argument(
             help="The page: its URL as it was captured (or snapshot:<id> for the URL a "
-            "snapshot captured); ad: and post: come with the records layer."
+            "snapshot captured); or a record: ad:PLATFORM:ID, post:PLATFORM:ID."
         ),
     ],
     output: OutputOption,
