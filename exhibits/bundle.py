@@ -550,34 +550,17 @@ def _write_tokens(
     anchors: dict[str, bytes] = {}
     for n, (record, how) in enumerate(records, start=1):
         stem = f"{folder}/timestamps/{how['covers']}-{n}"
-        writer.object(f"{stem}.tsr", objects, record.reply_sha256, "a timestamp reply")
-        chain = None
-        if record.chain_sha256:
-            chain = f"{stem}-chain.pem"
-            writer.object(chain, objects, record.chain_sha256, "a TSA certificate chain")
+        entry = _write_token(writer, objects, session, record, stem, anchors)
         info = parse_token((writer.root / f"{stem}.tsr").read_bytes())
         tsa_subject = (
             x509.load_der_x509_certificate(info.tsa_certificate).subject.rfc4514_string()
             if info.tsa_certificate
             else (info.tsa_name or "?")
         )
-        for row in session.scalars(
-            select(TrustAnchor)
-            .join(TimestampAnchor, TimestampAnchor.anchor_id == TrustAnchor.id)
-            .where(TimestampAnchor.timestamp_id == record.id)
-        ):
-            anchors.setdefault(row.fingerprint, objects.get(row.object_sha256))
-        entry = {
-            "file": f"{stem}.tsr",
-            "chain": chain,
-            "covers": how["covers"],
-            "imprint": record.imprint,
-            "tsa": record.tsa_url,
-            "gen_time": format_rfc3339(record.gen_time),
-            "serial": str(record.serial_number),
-        }
+        entry["covers"] = how["covers"]
         if "proof" in how:
             entry["proof"] = how["proof"]
+        entry["renewals"] = _write_renewals(writer, objects, session, record, stem, anchors)
         meta.append(entry)
         shown.append(
             {
@@ -590,9 +573,78 @@ def _write_tokens(
                 "gen_time": record.gen_time,
                 "covers_how": how,
                 "file": f"{stem}.tsr",
+                "renewals": [
+                    (utc_text(parse_rfc3339(r["gen_time"])), r["tsa"], r["file"])
+                    for r in _flat_renewals(entry["renewals"])
+                ],
             }
         )
     return shown, anchors, meta
+
+
+def _write_token(
+    writer: _Writer,
+    objects: ObjectStore,
+    session: Session,
+    record: TimestampRecord,
+    stem: str,
+    anchors: dict[str, bytes],
+) -> dict[str, Any]:
+    """One token's reply (and chain) as ``stem.tsr``; its trust anchors added to ``anchors``."""
+    writer.object(f"{stem}.tsr", objects, record.reply_sha256, "a timestamp reply")
+    chain = None
+    if record.chain_sha256:
+        chain = f"{stem}-chain.pem"
+        writer.object(chain, objects, record.chain_sha256, "a TSA certificate chain")
+    for row in session.scalars(
+        select(TrustAnchor)
+        .join(TimestampAnchor, TimestampAnchor.anchor_id == TrustAnchor.id)
+        .where(TimestampAnchor.timestamp_id == record.id)
+    ):
+        anchors.setdefault(row.fingerprint, objects.get(row.object_sha256))
+    return {
+        "file": f"{stem}.tsr",
+        "chain": chain,
+        "imprint": record.imprint,
+        "tsa": record.tsa_url,
+        "gen_time": format_rfc3339(record.gen_time),
+        "serial": str(record.serial_number),
+    }
+
+
+def _write_renewals(
+    writer: _Writer,
+    objects: ObjectStore,
+    session: Session,
+    record: TimestampRecord,
+    stem: str,
+    anchors: dict[str, bytes],
+    seen: frozenset[int] = frozenset(),
+) -> list[dict[str, Any]]:
+    """The renewals of a token (archive timestamps over its reply file), and theirs, written
+    beside it: they prove the token existed before its TSA's certificate ended or its key
+    was compromised, so it still verifies after either (``existed_by``)."""
+    written = []
+    renewals = session.scalars(
+        select(TimestampRecord)
+        .where(TimestampRecord.renews_id == record.id)
+        .order_by(TimestampRecord.id)
+    )
+    for k, renewal in enumerate(renewals, start=1):
+        if renewal.id in seen | {record.id}:
+            continue  # a loop is a finding of `evidence verify`, not something to copy
+        renewal_stem = f"{stem}-renewal-{k}"
+        entry = _write_token(writer, objects, session, renewal, renewal_stem, anchors)
+        entry["renews"] = f"{stem}.tsr"
+        entry["renewals"] = _write_renewals(
+            writer, objects, session, renewal, renewal_stem, anchors, seen | {record.id}
+        )
+        written.append(entry)
+    return written
+
+
+def _flat_renewals(renewals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for entry in renewals for r in (entry, *_flat_renewals(entry["renewals"]))]
 
 
 def _write_crls(writer: _Writer, objects: ObjectStore, session: Session) -> list[dict[str, Any]]:

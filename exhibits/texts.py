@@ -91,6 +91,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "record_sor": "Begründung einer Moderationsentscheidung (DSA Art. 17)",
         "record_ad": "Anzeige",
         "record_post": "Beitrag",
+        "renewed": "Erneuert (Archivzeitstempel über die Zeitstempeldatei)",
         "unseen_since": "Nicht mehr geliefert seit",
         "timeline_record_intro": "Diese Anlage zeigt denselben Datensatz in {n} Erfassungen, "
         "die älteste zuerst (T1, T2, …). Verglichen werden die Felder, die aus jeder Erfassung "
@@ -284,6 +285,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "record_sor": "Statement of reasons (DSA Art. 17)",
         "record_ad": "Ad",
         "record_post": "Post",
+        "renewed": "Renewed (archive timestamp over the token file)",
         "unseen_since": "No longer returned since",
         "timeline_record_intro": "This exhibit shows the same record in {n} captures, oldest "
         "first (T1, T2, …). What is compared are the fields read out of each capture (one line "

@@ -24,6 +24,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -70,6 +71,7 @@ class BundleCheck:
     snapshots: int = 0
     signatures: int = 0
     timestamps: int = 0
+    renewals: int = 0  # renewal tokens verified (archive timestamps over token files)
     bundle_timestamp: str | None = None  # genTime of BUNDLE.tsr, when it verified
     problems: list[Problem] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
@@ -389,18 +391,19 @@ class _Checker:
             if root is None:
                 return
             digest = root
-        chain_file = token.get("chain")
-        chain = [self.bundle.read(chain_file)] if self._usable(chain_file) else None
         if not self.anchors:
             self.result.unchecked.append(f"{file}: no TSA trust anchor in the bundle")
             return
+        assert file is not None
+        existed_by = self._check_renewals(file, token.get("renewals") or [])
         try:
             verified = verify_token(
                 self.bundle.read(file),
                 bytes.fromhex(digest),
                 self.anchors,
-                untrusted_chain=chain,
+                untrusted_chain=self._chain(token),
                 crls=self.crls,
+                existed_by=existed_by,
             )
         except TimestampError as exc:
             self.fail(file, f"does not verify: {exc}")
@@ -411,6 +414,39 @@ class _Checker:
         elif verified.revocation_unknown:
             unknown = "; ".join(verified.revocation_unknown)
             self.result.unchecked.append(f"{file}: revocation not checked: {unknown}")
+
+    def _chain(self, token: dict[str, Any]) -> list[bytes] | None:
+        chain_file = token.get("chain")
+        return [self.bundle.read(chain_file)] if self._usable(chain_file) else None
+
+    def _check_renewals(self, renewed: str, renewals: list[dict[str, Any]]) -> datetime | None:
+        """Check each renewal of the token file ``renewed`` (a token over that file's bytes,
+        and its own renewals); the earliest verified one's time, by which the token existed."""
+        times = []
+        for renewal in renewals:
+            file = renewal.get("file")
+            if not self._usable(file):
+                continue
+            assert file is not None
+            if renewal.get("renews") != renewed:
+                self.fail(file, f"is listed as a renewal of {renewed} but names another token")
+                continue
+            existed_by = self._check_renewals(file, renewal.get("renewals") or [])
+            try:
+                verified = verify_token(
+                    self.bundle.read(file),
+                    hashlib.sha256(self.bundle.read(renewed)).digest(),
+                    self.anchors,
+                    untrusted_chain=self._chain(renewal),
+                    crls=self.crls,
+                    existed_by=existed_by,
+                )
+            except TimestampError as exc:
+                self.fail(file, f"does not verify as a renewal of {renewed}: {exc}")
+                continue
+            self.result.renewals += 1
+            times.append(verified.info.gen_time)
+        return min(times, default=None)
 
     def _check_proof(self, sid: str, proof_file: str | None) -> str | None:
         if not self._usable(proof_file):

@@ -198,6 +198,16 @@ def _crl_commands(crls: list[dict[str, Any]], anchors: str | None) -> list[str]:
     return [*lines, "```", ""]
 
 
+def _renewal_commands(renewals: list[dict[str, Any]], anchors: str) -> list[str]:
+    """A renewal is a token over the renewed token's file: openssl checks it with -data."""
+    lines = []
+    for renewal in renewals:
+        at = int(parse_rfc3339(renewal["gen_time"]).timestamp())
+        lines.append(_ts_verify(renewal["file"], anchors, data=renewal["renews"], at=at))
+        lines += _renewal_commands(renewal.get("renewals") or [], anchors)
+    return lines
+
+
 def _snapshot_commands(label: str, snap: dict[str, Any], anchors: str | None) -> list[str]:
     manifest = snap["manifest"]
     fp = snap["key_fingerprint"].removeprefix("sha256:")
@@ -227,6 +237,7 @@ def _snapshot_commands(label: str, snap: dict[str, Any], anchors: str | None) ->
             lines.append(
                 f"python3 - {_q(token['proof'])} {_q(manifest)} <<'EOF'\n{MERKLE_SCRIPT}EOF"
             )
+        lines += _renewal_commands(token.get("renewals") or [], anchors)
     if snap.get("wacz"):
         wacz = snap["wacz"]
         lines.append(f"unzip -tq {_q(wacz)}")

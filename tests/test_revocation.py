@@ -242,6 +242,28 @@ def test_a_renewal_keeps_a_token_whose_tsa_key_leaks_later(tmp_path: Path, db_ur
         [stamp] = kept["results"][0]["timestamps"]
         assert any("a renewal shows the token existed" in line for line in stamp["revocation"])
 
+        # An exhibit of the snapshot carries the renewal beside the token; the bundle's
+        # verifier and VERIFY.md's openssl command check it offline.
+        bundle = tmp_path / "bundle"
+        exhibit = ["exhibit", "build", result["snapshot"], "--case", "X", "-o", str(bundle)]
+        run_cli(*exhibit, env=env, check=True)
+        [snap] = json.loads((bundle / "BUNDLE.json").read_text())["exhibits"][0]["snapshots"]
+        [token] = snap["timestamps"]
+        [again] = token["renewals"]
+        assert again["renews"] == token["file"] and again["gen_time"].startswith(
+            renewal.gen_time.isoformat()[:19]
+        )
+        offline = run_cli("exhibit", "verify", str(bundle), env={})
+        assert offline.returncode == 0 and "and 1 renewal(s) verified" in offline.stdout
+        command = next(
+            line
+            for line in (bundle / "VERIFY.md").read_text().splitlines()
+            if line.startswith("openssl ts -verify") and again["file"] in line
+        )
+        assert f"-data {token['file']}" in command
+        checked = subprocess.run(command, shell=True, cwd=bundle, capture_output=True, text=True)
+        assert "Verification: OK" in checked.stdout, checked.stdout + checked.stderr
+
         # A renewal that does not cover the token's reply is reported, not trusted.
         db = create_engine(env["EVIDENCE_DB_URL"])
         with db.begin() as conn:

@@ -156,7 +156,9 @@ def verify_command(
         out.print(
             f"{verdict}: {check.files} files ({check.bytes:,} bytes), {check.exhibits} "
             f"exhibit(s), {check.snapshots} snapshot(s), {check.signatures} signature(s), "
-            f"{check.timestamps} timestamp(s) verified; {stamped}",
+            f"{check.timestamps} timestamp(s)"
+            + (f" and {check.renewals} renewal(s)" if check.renewals else "")
+            + f" verified; {stamped}",
             soft_wrap=True,
         )
     if not check.ok:
