@@ -3,20 +3,30 @@ the index (SQLite and PostgreSQL), and `evidence ads` over them."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+import rfc8785
+from sqlalchemy import func, select
 
 from evidence_store.archive import archive
 from jobs.config import load_settings
 from jobs.context import open_evidence
-from records.ads.models import Ad, AdVersion
+from records.ads.models import Ad, AdSighting, AdVersion
 from records.ads.ranges import bounds_of, parse_range, spend_of
-from records.ads.store import Provenance, mark_unseen, query_key, record_ads
+from records.ads.store import (
+    Provenance,
+    canonical_json,
+    digest_of,
+    fields_of,
+    mark_unseen,
+    query_key,
+    record_ads,
+)
 from records.ads.vocabulary import flag_targeting, vocabulary
 from schemas import Capture, CaptureArtifact
 from schemas.ad import AdRecord, Targeting
@@ -178,3 +188,127 @@ def test_versions_sightings_and_removals(evidence: Any) -> None:
     assert dict(exhibit["fields"])["funding_entity"] == "Beispielpartei e. V."
     verified = run_cli("exhibit", "verify", str(bundle), env=env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def assert_versions_consistent(index: Any) -> None:
+    """Every version's digest is the SHA-256 of rfc8785's canonical JSON of its fields (the
+    definition the index was made with), and every ad's current fields and version count are
+    its newest version's."""
+    with index.session() as session:
+        newest = dict(
+            session.execute(
+                select(AdVersion.ad_pk, func.max(AdVersion.number)).group_by(AdVersion.ad_pk)
+            ).all()
+        )
+        ads = {a.id: a for a in session.scalars(select(Ad))}
+        for version in session.scalars(select(AdVersion)):
+            assert version.digest == hashlib.sha256(rfc8785.dumps(version.fields)).hexdigest()
+            if version.number == newest[version.ad_pk]:
+                assert ads[version.ad_pk].current == version.fields
+    assert ads and all(ad.versions == newest[pk] for pk, ad in ads.items())
+
+
+TRICKY: list[Any] = [
+    0.0,
+    -0.0,
+    1.0,
+    -3.0,
+    0.27,
+    1e-05,
+    1.5e-07,
+    1e16,
+    1.5e21,
+    123456789.125,
+    2**53 - 1,
+    -(2**53) + 1,
+    'line\nbreak \x00 \x1f \x7f "quoted" \\ tab\t \u2028',
+    "Grüße ✓ 😀",
+    "1.0,2.0]",  # looks like a float to the quick check: the slow path, same bytes
+    "e+5",
+    [],
+    {},
+    [None, True, False],
+]
+
+
+@pytest.mark.parametrize("value", TRICKY, ids=repr)
+def test_the_canonical_json_is_rfc8785_byte_for_byte(value: Any) -> None:
+    document = {"value": value, "list": [value, {"nested": value}]}
+    assert canonical_json(document) == rfc8785.dumps(document)
+
+
+def test_keys_sort_by_utf16_and_what_rfc8785_refuses_is_refused() -> None:
+    # U+FF5E sorts before U+1F600 by code point and after it by UTF-16 code unit.
+    keys = {"\uff5e": 1, "\U0001f600": 2, "a": {"\U0001f600": [1.0], "\uff5e": 0.5}}
+    assert canonical_json(keys) == rfc8785.dumps(keys)
+    made = canonical_json(keys)
+    assert made.index("\U0001f600".encode()) < made.index("\uff5e".encode())
+    for bad in (2**53, float("nan"), float("inf"), "\ud800", 10**20):
+        with pytest.raises(rfc8785.CanonicalizationError):
+            canonical_json({"value": bad})
+
+
+def test_the_digests_of_the_meta_fixture_are_rfc8785s() -> None:
+    from fixtures.meta_ads import data
+    from records.ads.platforms.meta import ad_record
+
+    for day in (1, 2):
+        for ad in data.ads(day):
+            fields = fields_of(ad_record(ad, {"countries": ["DE"], "ad_type": "POLITICAL"}))
+            assert digest_of(fields) == hashlib.sha256(rfc8785.dumps(fields)).hexdigest()
+
+
+def test_one_response_with_every_case_and_instances_already_loaded(evidence: Any) -> None:
+    _, ev = evidence
+    key = query_key("meta-ads", {"countries": ["DE"]})
+    snaps = [_snapshot(ev, n) for n in range(3)]
+    day1 = Provenance(snaps[0], "<urn:uuid:1>", "run-1", T0)
+    with ev.index.writing() as session:
+        record_ads(session, [_ad("1"), _ad("2"), _ad("3")], day1, query_key=key)
+        record_ads(session, [_ad("4")], day1, query_key=None)  # no query: no sighting
+        assert [a.ad_id for a in mark_unseen(session, key, "run-1b", T0)] == ["1", "2", "3"]
+    day2 = Provenance(snaps[1], "<urn:uuid:2>", "run-2", T0 + timedelta(days=1))
+    with ev.index.writing() as session:
+        loaded = session.scalar(select(Ad).where(Ad.ad_id == "2"))
+        sighting = session.scalar(select(AdSighting).where(AdSighting.ad_pk == loaded.id))
+        assert loaded.unseen_since is not None
+        # Unchanged and back (1), changed and back (2), new (5), twice in the answer (5, 2:
+        # the last copy counts), known but new to the query (4); ad 3 not in this answer.
+        stats = record_ads(
+            session,
+            [
+                _ad("1"),
+                _ad("2", impressions=parse_range("1M+")),
+                _ad("5", page_name="Erste"),
+                _ad("4"),
+                _ad("5", page_name="Zweite"),
+                _ad("2", impressions=parse_range("15K-20K")),
+            ],
+            day2,
+            query_key=key,
+        )
+        assert (stats.ads, stats.new_ads, stats.new_versions) == (4, 1, 1)
+        assert (stats.unchanged, stats.reappeared) == (2, 2)
+        # What was written past the ORM shows through the instances already loaded.
+        assert loaded.unseen_since is None and loaded.versions == 2
+        assert loaded.current["impressions"]["original"] == "15K-20K"
+        assert sighting.last_run_id == "run-2" and sighting.last_seen_at == day2.seen_at
+        again = record_ads(session, [_ad("5", page_name="Zweite")], day2, query_key=key)
+        assert (again.new_ads, again.unchanged) == (0, 1)
+    with ev.index.session() as session:
+        ads = {a.ad_id: a for a in session.scalars(select(Ad))}
+        sightings = {(s.ad_pk, s.query_key): s for s in session.scalars(select(AdSighting))}
+    assert ads["5"].current["page_name"] == "Zweite" and ads["5"].advertiser_name == "Zweite"
+    assert ads["3"].unseen_since == T0 and ads["3"].last_run_id == "run-1"
+    assert ads["1"].last_seen_at == day2.seen_at and ads["1"].first_seen_at == T0
+    assert (ads["4"].id, key) in sightings and len(sightings) == 5
+    assert sightings[(ads["4"].id, key)].last_seen_at == day2.seen_at
+    # An answer older than what is known (a snapshot parsed again) moves no time back.
+    with ev.index.writing() as session:
+        record_ads(session, [_ad("1")], Provenance(snaps[2], None, "run-0", T0), query_key=key)
+    with ev.index.session() as session:
+        first = session.scalar(select(Ad).where(Ad.ad_id == "1"))
+        seen = session.scalar(select(AdSighting).where(AdSighting.ad_pk == first.id))
+    assert first.last_seen_at == day2.seen_at and first.last_run_id == "run-0"
+    assert seen.last_seen_at == day2.seen_at
+    assert_versions_consistent(ev.index)

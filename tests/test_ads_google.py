@@ -32,6 +32,7 @@ from records.ads.parse import Payload
 from records.ads.platforms.google import normalise
 from records.ads.store import query_key
 from tests.conftest import DB_KINDS, PG_ADMIN_URL, _pg_admin
+from tests.test_ads_core import assert_versions_consistent
 from tests.test_ads_x import run_crawl
 
 CREATIVES = 3
@@ -224,6 +225,7 @@ def test_day_two_versions_removals_and_schema_drift(crawled: dict[str, Any]) -> 
     assert all(ads[i].versions == 1 for i in set(day1) & set(day2) - changed)
     history = ads_versions(crawled["settings"], next(iter(changed)))
     assert {"last_shown", "impressions", "spend"} <= set(history[1]["changed"])
+    assert_versions_consistent(open_evidence(crawled["settings"]).index)
 
 
 # -- creative pages ------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from records.ads.parse import Payload
 from records.ads.platforms.meta import normalise
 from records.ads.store import query_key
 from tests.conftest import DB_KINDS, PG_ADMIN_URL, _pg_admin
+from tests.test_ads_core import assert_versions_consistent
 
 CREATIVES = 3
 QUERY = {"countries": ["DE"], "ad_type": "POLITICAL_AND_ISSUE_ADS", "ad_active_status": "ALL"}
@@ -395,6 +396,7 @@ def test_day_two_makes_versions_and_notices_removals(
     assert edited.endswith("Jetzt erst recht!") and ads[ad_id(5)].versions == 2
     new = [a for a in ads.values() if int(a.ad_id) >= int(ad_id(AD_COUNT))]
     assert len(new) == 5 and all(a.versions == 1 for a in new)
+    assert_versions_consistent(evidence.index)
 
 
 # -- failures -------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from records.ads.parse import Payload
 from records.ads.platforms.tiktok import normalise
 from records.ads.store import query_key
 from tests.conftest import DB_KINDS, PG_ADMIN_URL, _pg_admin
+from tests.test_ads_core import assert_versions_consistent
 
 QUERY = {"country": "DE", "date_min": "2022-10-01", "date_max": "today"}
 EXPIRE_AFTER = 100  # API calls a token is good for: the day-1 run needs three
@@ -357,6 +358,7 @@ def test_day_two_versions_removals_and_a_removed_ad(runs: dict[str, Any]) -> Non
     assert (before["original"], after["original"]) == ("1K-10K", "10K-100K")
     assert (after["lower"], after["upper"]) == (10_000, 100_000)
     assert versions[1].snapshot_id != versions[0].snapshot_id
+    assert_versions_consistent(evidence_of(runs).index)
 
 
 # -- failures and caps -------------------------------------------------------------------------

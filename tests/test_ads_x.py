@@ -33,6 +33,7 @@ from records.ads.parse import Payload
 from records.ads.platforms.x import normalise
 from records.ads.store import query_key
 from tests.conftest import DB_KINDS, PG_ADMIN_URL, _pg_admin
+from tests.test_ads_core import assert_versions_consistent
 
 START, END = date(2024, 1, 1), date(2025, 12, 31)
 RANGE = [f"date_from={START}", f"date_to={END}"]
@@ -303,6 +304,7 @@ def test_day_two_versions_removals_and_schema_drift(crawled: dict[str, Any]) -> 
     for ad_id in sorted(changed):
         history = ads_versions(crawled["settings"], ad_id)
         assert {"impressions", "extra"} <= set(history[1]["changed"]), ad_id
+    assert_versions_consistent(open_evidence(crawled["settings"]).index)
 
 
 def test_empty_exports_are_archived_and_give_no_ads(crawled: dict[str, Any]) -> None:
