@@ -302,7 +302,12 @@ def resolve_ad(session: Session, ref: str) -> RecordItem:
         snapshot_ids.append(ad.creative_snapshot_id)
     snaps = [snapshot_info(resolve_snapshot(session, sid)) for sid in snapshot_ids]
     current = ad.current or {}
-    fields = [(name, _text(current.get(name))) for name in AD_FIELDS if name in current]
+    # "status" alone is the label of the HTTP status in the exhibit's texts.
+    fields = [
+        ("ad_status" if name == "status" else name, _text(current.get(name)))
+        for name in AD_FIELDS
+        if name in current
+    ]
     for version in versions:
         fields.append(
             (

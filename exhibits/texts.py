@@ -91,6 +91,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "record_sor": "Begründung einer Moderationsentscheidung (DSA Art. 17)",
         "record_ad": "Anzeige",
         "record_post": "Beitrag",
+        "ad_status": "Status der Anzeige",
         "renewed": "Erneuert (Archivzeitstempel über die Zeitstempeldatei)",
         "unseen_since": "Nicht mehr geliefert seit",
         "timeline_record_intro": "Diese Anlage zeigt denselben Datensatz in {n} Erfassungen, "
@@ -285,6 +286,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "record_sor": "Statement of reasons (DSA Art. 17)",
         "record_ad": "Ad",
         "record_post": "Post",
+        "ad_status": "Status of the ad",
         "renewed": "Renewed (archive timestamp over the token file)",
         "unseen_since": "No longer returned since",
         "timeline_record_intro": "This exhibit shows the same record in {n} captures, oldest "

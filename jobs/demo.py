@@ -148,9 +148,10 @@ def transparency_reports(env: dict[str, str]) -> None:
         evidence("reports", "diff", str(versioned[0]["id"]), env=env)
 
 
-def ad_libraries(env: dict[str, str]) -> None:
+def ad_libraries(env: dict[str, str]) -> list[str]:
     """The four ad libraries, two days each: ads normalised and indexed, changed ads as new
-    versions, vanished ads noticed; then the ads per platform."""
+    versions, vanished ads noticed; then the ads per platform. Returns an exhibit reference
+    of a vanished ad."""
     with (
         MetaAdLibrary() as meta,
         TikTokAdLibrary() as tiktok,
@@ -181,11 +182,16 @@ def ad_libraries(env: dict[str, str]) -> None:
                 evidence("--config", config, "crawl", source, env=secrets, ok=(0, 3))
     evidence("ads", "summary", env=env)
     evidence("ads", "list", "--unseen", "--limit", "5", env=env)
+    # An ad the library stopped returning, for the exhibits at the end (one that changed first).
+    unseen = _json("ads", "list", "--unseen", "--json", env=env)["ads"]
+    unseen.sort(key=lambda a: -a["versions"])
+    return [f"ad:{a['platform']}:{a['ad_id']}" for a in unseen[:1]]
 
 
-def post_watchlists(env: dict[str, str]) -> None:
+def post_watchlists(env: dict[str, str]) -> list[str]:
     """A TikTok and an X watchlist over two fixture days: on the second, every watched post
-    is captured again; one is removed, one edited, one geo-blocked."""
+    is captured again; one is removed, one edited, one geo-blocked. Returns the exhibit
+    reference of the removed post."""
     with TikTokSite() as tiktok, XSite() as x:
         config = _config(
             "posts",
@@ -211,6 +217,7 @@ def post_watchlists(env: dict[str, str]) -> None:
     ]
     if edited:
         evidence("posts", "show", f"x:{edited[0]['post_id']}", env=env)
+    return [f"post:{p['platform']}:{p['post_id']}" for p in gone[:1]]
 
 
 def _json(*args: str, env: dict[str, str]) -> Any:
@@ -271,10 +278,11 @@ def main() -> None:
             env=env,
         )
         statements_of_reasons(env)
+        records: list[str] = []  # ads and posts, for the exhibits at the end
         if os.environ.get("DEMO_SOURCES", "all") == "all":
             transparency_reports(env)
-            ad_libraries(env)
-            post_watchlists(env)
+            records += ad_libraries(env)
+            records += post_watchlists(env)
         scheduled_run(site, env)
         evidence("timestamp", "retry", env=env)  # whatever an earlier run left unstamped
         # The TSA's CRL, archived (each run does it too) for verification years from now.
@@ -288,17 +296,14 @@ def main() -> None:
         exhibits = data_dir() / "exhibits" / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
         exhibits.parent.mkdir(parents=True, exist_ok=True)
         refs = demo_exhibit_refs(site.url("/@alice"), site.url("/@alice/post/1001"))
-        evidence(
-            "exhibit",
-            "build",
-            *refs,
-            "--case",
-            "Demo ./. Fixturegram",
-            "-o",
-            str(exhibits),
-            env=env,
-        )
+        case = ["--case", "Demo ./. Fixturegram"]
+        evidence("exhibit", "build", *refs, *records, *case, "-o", str(exhibits), env=env)
         evidence("exhibit", "verify", str(exhibits))
+        # The removed post (or the vanished ad) across its captures: present, then gone.
+        if records:
+            timeline = exhibits.with_name(exhibits.name + "-timeline")
+            evidence("exhibit", "timeline", records[-1], *case, "-o", str(timeline), env=env)
+            evidence("exhibit", "verify", str(timeline))
     evidence("snapshots", "list", "--collection", "demo", "--limit", "20")
 
 

@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+# Two demo runs, each allowed 600 s by its subprocess timeout: the test may take both.
+@pytest.mark.timeout(1200)
 def test_demo_runs_twice_and_every_snapshot_has_a_verified_token(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
     env["EVIDENCE_DATA_DIR"] = str(tmp_path / "evidence-data")
@@ -85,3 +87,12 @@ def test_demo_runs_twice_and_every_snapshot_has_a_verified_token(tmp_path: Path)
     assert "removed" in statuses and any(p["versions"] > 1 for p in posts["posts"])
     reports = json.loads(run_cli("reports", "list", "--json", env=demo_env, cwd=ROOT).stdout)
     assert any(r["versions"] > 1 for r in reports)
+    # The first run's exhibits: two captures, a vanished ad and the removed post; and the
+    # removed post as a timeline (each bundle verified by the demo itself).
+    exhibits = tmp_path / "evidence-data" / "exhibits"
+    first = min(exhibits.glob("demo-*[0-9]Z"))
+    bundle = json.loads((first / "BUNDLE.json").read_text(encoding="utf-8"))
+    assert [e["kind"] for e in bundle["exhibits"]] == ["snapshot", "snapshot", "ad", "post"]
+    timeline = json.loads((exhibits / f"{first.name}-timeline" / "BUNDLE.json").read_text())
+    [post] = timeline["exhibits"]
+    assert post["kind"] == "timeline" and post["ref"].startswith("post:")
