@@ -1,10 +1,11 @@
 """``archive(capture)``: bytes first, verified; manifest and chain next; index rows last.
 
-The order is the crash-safety argument. Objects are written and read back before any row
-refers to them; the manifest is built, signed and stored while the collection's chain lock is
-held; the snapshot, its artifacts, the new chain head and the custody entry are committed in one
-transaction. A crash before the commit leaves only unreferenced objects (found by
-``evidence store sweep``); after it, the whole snapshot.
+The order is the crash-safety argument. Objects are written, checked (``put_verified``) and
+made durable (``ObjectStore.flush``) before any row refers to them; the manifest is built,
+signed and stored while the collection's chain lock is held; the snapshot, its artifacts, the
+new chain head and the custody entry are committed in one transaction. A crash before the
+commit leaves only unreferenced objects (found by ``evidence store sweep``); after it, the
+whole snapshot.
 """
 
 from __future__ import annotations
@@ -64,11 +65,17 @@ def collection_lock(name: str) -> str:
 
 
 def put_verified(objects: ObjectStore, data: bytes | BinaryIO, media_type: str) -> PutResult:
-    """Store bytes, then read them back from the store and check digest and size.
+    """Store bytes and make sure the store keeps them: digest and size.
 
-    The object's name is made durable by the ``objects.flush()`` that precedes the commit.
+    Where the store has checked the object itself (``PutResult.checked``: S3's checksum of
+    what the server received, the local store's digest of what it wrote, re-read from the
+    disk with ``verify_on_write``) that check stands; otherwise, and always for bytes that
+    were already stored, the object is read back and re-hashed. The object is made durable
+    by the ``objects.flush()`` that precedes the commit (which raises if a check failed).
     """
     result = objects.put(data, media_type=media_type, durable=False)
+    if result.checked:
+        return result
     actual, size = objects.hash_object(result.sha256)
     if actual != result.sha256 or size != result.size:
         raise IntegrityError(
@@ -197,9 +204,9 @@ def _source_id(session: Session, capture: Capture) -> int | None:
 
 
 def store_artifacts(objects: ObjectStore, capture: Capture) -> list[ArtifactEntry]:
-    """Steps 1 and 2: store every artifact of a capture and check each by reading it back.
+    """Steps 1 and 2: store every artifact of a capture, each checked by ``put_verified``.
 
-    The names become durable at the flush in ``commit_snapshots``.
+    The objects become durable at the flush in ``commit_snapshots``.
     """
     _check_inputs(capture)
     return [_store_artifact(objects, artifact) for artifact in capture.artifacts]
@@ -217,10 +224,11 @@ def archive_many(
 ) -> Iterator[ArchivedSnapshot]:
     """Archive many captures in order: bytes stored in parallel, snapshots committed in groups.
 
-    Hashing and fsync release the GIL, so the artifacts of later captures are written and read
-    back while earlier ones are signed and committed. Up to ``batch`` captures whose bytes are
-    stored go into one transaction (group commit: one lock, one fsync of the database log), and
-    each is still whole or absent after a crash. Chain order is input order. At most
+    Hashing and fsync release the GIL, so the artifacts of later captures are written (and
+    their fsyncs started) while earlier ones are signed and committed. Up to ``batch`` captures
+    whose bytes are stored go into one transaction (group commit: one lock, one fsync of the
+    database log, one flush of the object store), and each is still whole or absent after a
+    crash. Chain order is input order. At most
     ``2 * batch`` captures are in flight, which bounds memory. If a capture fails, the error is
     raised once the captures before it are committed and yielded (the failed capture is the one
     after the last yielded); bytes already stored for later ones stay as orphans for
@@ -336,8 +344,8 @@ def commit_snapshots(
             collection.chain_head = snapshot_id
             built.append((capture, manifest, body, snapshot_id, _source_id(session, capture)))
 
-        # Manifests and signatures are written (in parallel where a pool is given) and read
-        # back before any row names them.
+        # Manifests and signatures are written (in parallel where a pool is given) and checked
+        # before any row names them.
         blobs = [body for _, _, body, _, _ in built] + [signer.sign(b) for _, _, b, _, _ in built]
         media = ["application/json"] * len(built) + [SIGNATURE_MEDIA_TYPE] * len(built)
         if pool is not None and len(blobs) > 2:
@@ -347,7 +355,9 @@ def commit_snapshots(
         else:
             stored = [put_verified(objects, b, m) for b, m in zip(blobs, media, strict=True)]
         signatures = [r.sha256 for r in stored[len(built) :]]
-        objects.flush()  # every object of these snapshots is durable before a row names it
+        # Every object of these snapshots is durable (fsynced, named, its directory fsynced)
+        # before a row names it; a failed fsync or verify_on_write read-back raises here.
+        objects.flush()
 
         snapshot_rows, artifact_rows, events = [], [], []
         for (capture, manifest, body, snapshot_id, source_id), signature in zip(

@@ -71,6 +71,19 @@ class S3Settings(BaseModel):
     legal_hold: bool = Field(default=False, description="put a legal hold on every new object")
 
 
+class StoreSettings(BaseModel):
+    """How the object store checks what it writes (``[store]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verify_on_write: bool = Field(
+        default=False,
+        description="re-read and re-hash every new object after writing it; off by default: "
+        "the local store hashes the bytes as it writes them (a re-read at once would read the "
+        "page cache back), S3 compares the server's checksum of what it received",
+    )
+
+
 class TsaAuthConfig(BaseModel):
     """Credentials for one TSA (``[timestamps.tsa_auth."https://tsa.example/tsr"]``)."""
 
@@ -299,6 +312,7 @@ class Settings(BaseSettings):
         description="let captures reach loopback, link-local and private addresses "
         "(fixture sites, intranets); refused by default",
     )
+    store: StoreSettings = Field(default_factory=StoreSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     timestamps: TimestampConfig = Field(default_factory=TimestampConfig)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
@@ -410,9 +424,10 @@ class Settings(BaseSettings):
 
     def store_options(self) -> dict[str, Any]:
         """Constructor options for the configured object store."""
+        options: dict[str, Any] = {"verify_on_write": self.store.verify_on_write}
         if not self.object_store_url.startswith(("s3://", "minio://", "http://", "https://")):
-            return {}
-        options: dict[str, Any] = {
+            return options
+        options |= {
             "retention_mode": None if self.s3.retention_mode == "NONE" else self.s3.retention_mode,
             "retention_days": self.s3.retention_days,
             "legal_hold": self.s3.legal_hold,

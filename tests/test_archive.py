@@ -172,8 +172,12 @@ def test_store_failure_mid_archive_leaves_no_visible_snapshot(
         assert session.scalars(select(Snapshot)).all().__len__() == 1
         assert session.scalars(select(Collection)).one().chain_length == 1
     assert verify(evidence.objects, evidence.index).ok
+    # What was written before the failure is named at the store's next flush (the next
+    # commit's, in a process that goes on), never referenced, and kept.
+    assert not sweep(evidence.objects, evidence.index, actor="pytest").orphans
+    failing.objects.flush()
     report = sweep(evidence.objects, evidence.index, actor="pytest")
-    assert len(report.orphans) == fail_at - 1  # what was stored before the failure, kept
+    assert len(report.orphans) == fail_at - 1
     assert all(evidence.objects.exists(d) for d in report.orphans)
     # The chain continues where it was.
     assert archive(evidence, capture(2)).sequence == 2

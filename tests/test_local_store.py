@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,102 @@ def test_read_only_file_system_is_named_in_the_error(small_mount: Path) -> None:
     with pytest.raises(StoreError, match="read-only file system"):
         store.put(b"after")
     assert store.get(kept) == b"before"
+
+
+# -- deferred puts: fsync in the background, the name at flush -----------------------------------
+
+
+def test_deferred_put_is_named_only_after_its_fsync_at_flush(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    result = store.put(b"evidence", durable=False)
+    path = store.path_of(result.sha256)
+    assert result.created and result.checked
+    assert not path.exists()  # not named before flush: a name never points at unsynced bytes
+    assert store.exists(result.sha256)  # but known, so that no caller stores it twice
+    again = store.put(b"evidence", durable=False)
+    assert (again.created, again.checked) == (False, True)  # the waiting copy will do
+    store.flush()
+    assert path.read_bytes() == b"evidence"
+    # Reading an object before the flush names it then (read-your-writes).
+    early = store.put(b"read at once", durable=False).sha256
+    assert store.get(early) == b"read at once" and store.path_of(early).is_file()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert sorted(store.iter_digests()) == sorted([result.sha256, early])
+    assert not list(store.iter_temporary())
+    store.close()
+
+
+def test_bytes_already_stored_are_not_taken_as_checked(tmp_path: Path) -> None:
+    from evidence_store.archive import put_verified
+    from evidence_store.errors import IntegrityError
+
+    store = LocalStore(tmp_path)
+    digest = store.put(b"kept bytes").sha256
+    again = store.put(b"kept bytes")
+    assert (again.created, again.checked) == (False, False)
+    # So archive() re-hashes them: a stored copy that rotted is not silently reused.
+    path = store.path_of(digest)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"kept bytez")
+    with pytest.raises(IntegrityError, match=digest):
+        put_verified(store, b"kept bytes", "text/plain")
+
+
+def test_many_deferred_puts_flush_before_descriptors_run_out(tmp_path: Path) -> None:
+    from evidence_store.objects.local import MAX_PENDING
+
+    store = LocalStore(tmp_path)
+    for i in range(MAX_PENDING + 5):
+        store.put(f"object {i}".encode(), durable=False)
+    assert len(list(store.iter_digests())) >= MAX_PENDING
+    store.flush()
+    assert len(list(store.iter_digests())) == MAX_PENDING + 5
+
+
+class RottingStore(LocalStore):
+    """A real local store whose disk changes one byte of the next file after it is written."""
+
+    rot = True
+
+    def _sync(self, entry: Any) -> None:
+        if self.rot:
+            self.rot = False
+            first = os.pread(entry.fd, 1, 0)
+            os.pwrite(entry.fd, bytes([first[0] ^ 1]), 0)
+        super()._sync(entry)
+
+
+def test_verify_on_write_rereads_and_refuses_what_the_disk_changed(tmp_path: Path) -> None:
+    from evidence_store.errors import IntegrityError
+
+    store = RottingStore(tmp_path, verify_on_write=True)
+    result = store.put(b"payload that rots", durable=False)
+    with pytest.raises(IntegrityError, match=result.sha256):
+        store.flush()
+    assert not store.path_of(result.sha256).exists()  # never named
+    # Until the object is written again, no flush claims that everything put is durable.
+    with pytest.raises(StoreError, match="never made durable"):
+        store.flush()
+    store.put(b"payload that rots")
+    assert store.get(result.sha256) == b"payload that rots"
+    store.flush()
+    # Without verify_on_write the write is trusted (what rots later, verify finds).
+    trusting = RottingStore(tmp_path / "trusting")
+    digest = trusting.put(b"payload that rots").sha256
+    assert hashlib.sha256(trusting.get(digest)).hexdigest() != digest
+
+
+def test_verify_on_write_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs.config import load_settings
+    from jobs.context import open_objects
+
+    for key in [k for k in os.environ if k.startswith("EVIDENCE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(tmp_path / "data"))
+    assert open_objects(load_settings()).verify_on_write is False
+    config = tmp_path / "evidence.toml"
+    config.write_text("[store]\nverify_on_write = true\n")
+    assert open_objects(load_settings(config)).verify_on_write is True
+    monkeypatch.setenv("EVIDENCE_STORE__VERIFY_ON_WRITE", "false")
+    assert open_objects(load_settings(config)).verify_on_write is False

@@ -360,19 +360,17 @@ def test_corrupted_upload_is_refused_or_detected(request: pytest.FixtureRequest)
     proxy = proxy_or_skip()
     with proxy:
         store = make_s3_store(request, bucket=direct.bucket, endpoint=proxy.endpoint)
-        try:
+        with pytest.raises((StoreError, IntegrityError)):
             store.put(data)
-        except (StoreError, IntegrityError):
-            # A server that verifies x-amz-checksum-sha256 (MinIO, AWS) refuses the bytes.
-            assert proxy.tampered
-            assert not direct.exists(digest)
-        else:
-            # moto stores what arrives without checking the checksum header: the read-back
-            # that archive() does after every put is what catches it.
-            assert s3_server().is_moto
-            assert proxy.tampered
+        assert proxy.tampered
+        if s3_server().is_moto:
+            # moto stores what arrives without checking x-amz-checksum-sha256 (and echoes the
+            # header back); the ETag, its MD5 of what it received, is what gives it away.
             actual, size = direct.hash_object(digest)
             assert actual != digest and size == len(data)
+        else:
+            # A server that verifies x-amz-checksum-sha256 (MinIO, AWS) refuses the bytes.
+            assert not direct.exists(digest)
         store.close()
     direct.close()
 
@@ -637,3 +635,63 @@ def test_bad_urls_and_options(
 ) -> None:
     with pytest.raises(StoreError, match=match):
         S3Store.from_url(url, access_key="access-key-1", secret_key="secret-key-1234", **options)
+
+
+# -- what put checks, so that archive() need not download what it uploaded --------------------
+
+
+class ReadCountingStore(S3Store):
+    """A real S3 store that counts the objects read back from the server."""
+
+    reads = 0
+
+    def open(self, sha256: str):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return super().open(sha256)
+
+
+def counting_store(request: pytest.FixtureRequest, **options: object) -> ReadCountingStore:
+    bucket = make_s3_store(request).bucket
+    server = s3_server()
+    return ReadCountingStore(
+        server.endpoint,
+        bucket,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        secure=server.secure,
+        retention_mode=None,
+        part_size=5 * MiB,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@s3
+def test_put_is_checked_by_the_servers_checksum(request: pytest.FixtureRequest) -> None:
+    store = counting_store(request)
+    single = store.put(os.urandom(100_000))  # the ETag: the server's MD5 of what it received
+    multipart = store.put(os.urandom(6 * MiB))  # the server's composite SHA-256 of the parts
+    assert single.checked and multipart.checked
+    # Bytes that were already stored were not sent: nothing of the server's checks them.
+    again = store.put(io.BytesIO(store.get(single.sha256)))
+    assert not again.created and not again.checked
+    store.close()
+
+
+@s3
+def test_put_verified_downloads_only_what_the_server_did_not_check(
+    request: pytest.FixtureRequest,
+) -> None:
+    from evidence_store.archive import put_verified
+
+    store = counting_store(request)
+    data = os.urandom(50_000)
+    put_verified(store, data, "application/octet-stream")
+    assert store.reads == 0
+    put_verified(store, data, "application/octet-stream")  # already stored: read back
+    assert store.reads == 1
+    store.close()
+    careful = counting_store(request, verify_on_write=True)
+    assert not careful.put(os.urandom(1000)).checked
+    put_verified(careful, os.urandom(1000), "application/octet-stream")
+    assert careful.reads == 1
+    careful.close()

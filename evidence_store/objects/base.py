@@ -25,11 +25,21 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 @dataclass(frozen=True)
 class PutResult:
-    """What ``put`` stored: the digest and size it computed while streaming."""
+    """What ``put`` stored: the digest and size it computed while streaming.
+
+    ``checked`` says that the store itself has made sure that what it keeps under ``sha256``
+    is these bytes, as far as it usefully can, so that reading the object back would prove
+    nothing more: S3 compares a checksum the server computed from what it received; the
+    local store hashes the very buffer it writes to a file of its own (and re-reads the file
+    from the disk with ``verify_on_write``). It is False for an object that was already
+    stored (its bytes were not written by this put) and wherever the store could not check:
+    ``archive.put_verified`` then reads the object back and re-hashes it.
+    """
 
     sha256: str
     size: int
-    created: bool  # False when the same bytes were already stored
+    created: bool  # False when the same bytes were already stored (or waiting for a flush)
+    checked: bool = False
 
 
 class ObjectLocked(StoreError):
@@ -112,8 +122,9 @@ class ObjectStore(abc.ABC):
         """Store bytes (or a stream, hashed while it streams) under their SHA-256; idempotent.
 
         An object is never visible with partial content. With ``durable=False`` the store may
-        defer making the object's *name* durable until ``flush()``, so that many puts share
-        one flush; callers must flush before anything refers to the object.
+        defer making the object durable (the local store: its fsync and its name) until
+        ``flush()``, so that many puts share one flush; callers must flush before anything
+        refers to the object (reading it before then flushes, where the store defers).
         """
 
     @abc.abstractmethod
@@ -134,6 +145,8 @@ class ObjectStore(abc.ABC):
 
     # Whether objects carry their own lock (legal hold, retention date) that the server enforces.
     supports_object_lock: bool = False
+    # Re-read every new object after writing it, even where the store's own check suffices.
+    verify_on_write: bool = False
 
     def delete(self, sha256: str, *, durable: bool = True, bypass_governance: bool = False) -> bool:
         """Remove an object for good; True if it was there, False if it was already gone.

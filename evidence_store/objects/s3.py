@@ -11,8 +11,12 @@ client is the ``minio`` SDK. Every object is written once under ``sha256/ab/cd/<
   when configured, a legal hold, so the bytes cannot be deleted or overwritten.
 
 After each upload the store asks the server (HEAD, no bytes re-read) for the object's size,
-checksum and lock state, and fails when any of them is not what was sent. Re-reading the
-bytes themselves is left to the caller (``archive()`` reads back every object it stored).
+checksum and lock state, and fails when any of them is not what was sent. A checksum the
+server computed from the bytes it received stands in for reading them back
+(``PutResult.checked``): the ETag of a single PUT (the MD5 of what arrived, where the object
+is not encrypted with KMS or a customer key), the composite SHA-256 of a multipart upload.
+Where neither can be compared, or with ``verify_on_write``, ``archive()`` downloads the object
+and re-hashes it.
 
 There is no update. ``delete`` removes every version of a key, and is called only by the
 retention policy (``evidence_store.retention``); a version under legal hold or unexpired
@@ -62,6 +66,7 @@ MAX_PART_SIZE = 5 * 1024 * MiB
 MAX_PARTS = 10_000
 SPOOL_IN_MEMORY = 8 * MiB  # streams up to this size are spooled in memory, larger ones on disk
 KEY_PREFIX = "sha256/"
+HEX_DIGITS = frozenset("0123456789abcdef")
 RETENTION_MODES = (COMPLIANCE, GOVERNANCE)
 SCHEMES = ("s3", "minio", "http", "https")
 URL_QUERY_KEYS = {"secure", "region", "access_key", "secret_key", "session_token"}
@@ -110,6 +115,7 @@ class S3Store(ObjectStore):
         read_timeout: float = 60.0,
         retries: int = 2,
         max_connections: int = 32,
+        verify_on_write: bool = False,
     ) -> None:
         if "://" in endpoint:
             scheme, _, endpoint = endpoint.partition("://")
@@ -152,6 +158,7 @@ class S3Store(ObjectStore):
         self.legal_hold = legal_hold
         self.part_size = part_size
         self.create_bucket = create_bucket
+        self.verify_on_write = verify_on_write
 
         # Our own pool so that an unreachable endpoint fails in seconds (minio's default is
         # 5 retries and 5-minute timeouts) and so that close() can release it. Server errors
@@ -607,9 +614,14 @@ class S3Store(ObjectStore):
                         "bytes has not completed; try again"
                     )
                 return PutResult(sha256, size, created=False)
-            version_id, expected_checksum = outcome
-            self._confirm_upload(key, version_id, size, expected_checksum, until)
-            return PutResult(sha256, size, created=True)
+            version_id, expected_checksum, checked = outcome
+            confirmed = self._confirm_upload(key, version_id, size, expected_checksum, until)
+            # A multipart checksum is composed by the server from the parts it received (and
+            # checked); a single PUT's may be our header echoed back (moto), hence its ETag.
+            checked = checked or (confirmed and size > self.part_size)
+            return PutResult(
+                sha256, size, created=True, checked=checked and not self.verify_on_write
+            )
         except OSError as exc:  # reading the caller's stream, or the spool file (TMPDIR)
             reason = exc.strerror or str(exc)
             raise StoreError(
@@ -649,8 +661,9 @@ class S3Store(ObjectStore):
 
     def _put_single(
         self, key: str, body: bytes, digest: bytes, media_type: str, until: datetime | None
-    ) -> tuple[str | None, str] | None:
-        """PutObject; (version id, checksum) or None if the key appeared meanwhile."""
+    ) -> tuple[str | None, str, bool] | None:
+        """PutObject; (version id, checksum, whether the server's MD5 of what it received was
+        compared) or None if the key appeared meanwhile."""
         checksum = b64(digest)
         headers = {
             "Content-Type": media_type,
@@ -672,7 +685,31 @@ class S3Store(ObjectStore):
         except (MinioException, urllib3.exceptions.HTTPError, ValueError) as exc:
             raise self._error(exc, "upload", key) from exc
         self._check_echo(key, result.http_headers.get("x-amz-checksum-sha256"), checksum)
-        return result.version_id, checksum
+        return result.version_id, checksum, self._check_etag(key, result.http_headers, body)
+
+    def _check_etag(self, key: str, headers: Mapping[str, str], body: bytes) -> bool:
+        """Compare the ETag of a single PUT with the MD5 of the bytes sent; False if the ETag
+        is no MD5 of the content (objects encrypted with KMS or a customer key).
+
+        Some servers (moto) store a PUT without checking x-amz-checksum-sha256 and echo it
+        back unchanged; the ETag is computed by every server from what it received.
+        """
+        etag = (headers.get("ETag") or headers.get("etag") or "").strip('"').lower()
+        encryption = (headers.get("x-amz-server-side-encryption") or "").lower()
+        if (
+            len(etag) != 32
+            or not set(etag) <= HEX_DIGITS
+            or encryption.startswith("aws:kms")
+            or headers.get("x-amz-server-side-encryption-customer-algorithm")
+        ):
+            return False
+        sent = hashlib.md5(body, usedforsecurity=False).hexdigest()
+        if etag != sent:
+            raise IntegrityError(
+                f"S3 reports MD5 {etag} for {self._where(key)} but the bytes sent hash to "
+                f"{sent}: the upload was corrupted in transit"
+            )
+        return True
 
     def _put_multipart(
         self,
@@ -681,8 +718,11 @@ class S3Store(ObjectStore):
         size: int,
         media_type: str,
         until: datetime | None,
-    ) -> tuple[str | None, str] | None:
+    ) -> tuple[str | None, str, bool] | None:
         """A multipart upload with a SHA-256 per part, one part in memory at a time.
+
+        Returns (version id, composite checksum, whether the server reported its composite
+        checksum of the parts it received), or None if the key appeared meanwhile.
 
         minio-py 7.2 has no public API for per-part checksums (its put_object() sends parts
         without them and lists only ETags on completion), so this drives the internal
@@ -722,7 +762,7 @@ class S3Store(ObjectStore):
                 digests.append(digest)
             # The object's checksum is the SHA-256 of the parts' SHA-256s ("composite").
             expected = b64(hashlib.sha256(b"".join(digests)).digest())
-            version_id = self._complete_multipart(key, upload_id, parts, expected)
+            version_id, echoed = self._complete_multipart(key, upload_id, parts, expected)
         except BaseException as exc:
             self._abort(key, upload_id, exc)
             if isinstance(exc, S3Error) and exc.code in CONDITIONAL_WRITE_LOST:
@@ -730,12 +770,13 @@ class S3Store(ObjectStore):
             if isinstance(exc, MinioException | urllib3.exceptions.HTTPError | ValueError):
                 raise self._error(exc, "upload", key) from exc
             raise
-        return version_id, expected
+        return version_id, expected, echoed
 
     def _complete_multipart(
         self, key: str, upload_id: str, parts: list[tuple[int, str, str]], expected: str
-    ) -> str | None:
-        """CompleteMultipartUpload listing each part's ChecksumSHA256; returns the version id."""
+    ) -> tuple[str | None, bool]:
+        """CompleteMultipartUpload listing each part's ChecksumSHA256; returns the version id
+        and whether the server reported the object's composite checksum (then compared)."""
         root = Element("CompleteMultipartUpload")
         for number, etag, checksum in parts:
             part = SubElement(root, "Part")
@@ -768,8 +809,9 @@ class S3Store(ObjectStore):
             code = findtext(element, "Code") or "unknown error"
             text = findtext(element, "Message") or ""
             raise StoreError(self._redact(f"cannot upload {self._where(key)}: {code} {text}"))
-        self._check_echo(key, findtext(element, "ChecksumSHA256"), expected)
-        return response.headers.get("x-amz-version-id")
+        echoed = findtext(element, "ChecksumSHA256")
+        self._check_echo(key, echoed, expected)
+        return response.headers.get("x-amz-version-id"), bool(echoed)
 
     def _abort(self, key: str, upload_id: str, cause: BaseException) -> None:
         try:
@@ -792,8 +834,9 @@ class S3Store(ObjectStore):
 
     def _confirm_upload(
         self, key: str, version_id: str | None, size: int, checksum: str, until: datetime | None
-    ) -> None:
-        """HEAD the new version: size, checksum and lock must be what was sent.
+    ) -> bool:
+        """HEAD the new version: size, checksum and lock must be what was sent; True if the
+        server reported a checksum (which matched).
 
         A server that ignores lock headers (moto ignores them on multipart uploads) gets the
         retention and legal hold applied explicitly, then they are checked again.
@@ -806,9 +849,10 @@ class S3Store(ObjectStore):
                 f"S3 stored {obj.size} bytes for {self._where(key)} but {size} were sent"
             )
         headers = obj.metadata or {}
-        self._check_echo(key, headers.get("x-amz-checksum-sha256"), checksum)
+        echoed = headers.get("x-amz-checksum-sha256")
+        self._check_echo(key, echoed, checksum)
         if not self._locking or not self._lock_missing(headers, until):
-            return
+            return bool(echoed)
         try:
             if self.retention_mode is not None and until is not None:
                 self._client.set_object_retention(
@@ -822,6 +866,7 @@ class S3Store(ObjectStore):
         missing = self._lock_missing((obj.metadata or {}) if obj else {}, until)
         if missing:
             raise StoreError(f"the S3 server did not apply the {missing} to {self._where(key)}")
+        return bool(echoed)
 
     def _lock_missing(self, headers: Mapping[str, str], until: datetime | None) -> str | None:
         """What part of the configured lock the HEAD headers lack, if any."""
