@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ from evidence_store.archive import archive
 from jobs.config import load_settings
 from jobs.context import open_evidence
 from records.ads.models import Ad, AdSighting, AdVersion
-from records.ads.ranges import bounds_of, parse_range, spend_of
+from records.ads.parse import Payload, normalise_all
+from records.ads.ranges import bounds_of, parse_range, range_fields, spend_of
 from records.ads.store import (
     Provenance,
     canonical_json,
@@ -256,6 +257,74 @@ def test_the_digests_of_the_meta_fixture_are_rfc8785s() -> None:
         for ad in data.ads(day):
             fields = fields_of(ad_record(ad, {"countries": ["DE"], "ad_type": "POLITICAL"}))
             assert digest_of(fields) == hashlib.sha256(rfc8785.dumps(fields)).hexdigest()
+
+
+# What every fixture ad normalises to (fields_of, key order included), per platform and day:
+# pinned when the normalisers went from one model per nested value to plain dicts validated
+# once, whose output had to stay byte for byte the same. A deliberate change of a normaliser
+# or a fixture changes a digest: check the difference, then pin the new one.
+NORMALISED_FIXTURES = {
+    ("meta", 1): (300, "ebdc20b0889f19e2de28d0bc1fb6ed10fa03d7272330ebd335156bcbfe88648d"),
+    ("meta", 2): (293, "ab70452e7bc56901aa37424e71296acfdf655072152c0dd161dc2496a1733506"),
+    ("tiktok", 1): (240, "904b8638573f8265cab11fd378f490c6c12ff2bc36f01cb31b1821db2a297b4d"),
+    ("tiktok", 2): (231, "29b69ed433172342809a5156e4c5b6bdde8e30194fad208344f5f00809d8b646"),
+    ("google", 1): (211, "76ca611efea3a81a8a81ca00f6d323e3baf41b20269b7eb061f50559736b308b"),
+    ("google", 2): (195, "5134ceb6cdb01d7b9ce31ceaacbad2e52c53e6dc3020bebaa6a440af1845b0e4"),
+    ("x", 1): (194, "0c454f7f53423f98de452d12b07c566e78aad3eeeb09443b41a15336466ee41a"),
+    ("x", 2): (191, "702e4a61bc0d95de0be5858dd405533cf1fd0cc78625ee82fe1df8a50b482ab7"),
+}
+
+
+def _fixture_payloads(platform: str, day: int) -> list[Payload]:
+    """Every ad of a fixture library's ``day``, as archived answers (no server needed)."""
+
+    def payload(body: bytes, ads: dict[str, Any]) -> Payload:
+        return Payload("s", None, None, 200, None, body, None, ads)
+
+    if platform == "meta":
+        from fixtures.meta_ads import data
+
+        ads = [
+            dict(ad, ad_snapshot_url=f"https://x.test/render_ad/?id={ad['id']}&access_token=T")
+            for ad in data.ads(day)
+        ]
+        query = {"countries": ["DE"], "ad_active_status": "ALL"}
+        return [payload(json.dumps({"data": ads}).encode(), {"query": query})]
+    if platform == "tiktok":
+        from fixtures.tiktok_ads import data as tiktok
+
+        items = list(tiktok.ads(day, "http://127.0.0.1:9/media"))
+        return [payload(json.dumps({"data": {"ads": items}}).encode(), {"query": {}})]
+    if platform == "google":
+        from fixtures.google_ads import bundle
+
+        return [payload(bundle(day), {})]
+    from fixtures.x_ads.ads import ACCOUNTS, export_csv
+
+    return [
+        payload(export_csv(account, day, date(2020, 1, 1), date(2030, 1, 1)), {"country": "DE"})
+        for account in ACCOUNTS
+        if account.export != "malformed"
+    ]
+
+
+@pytest.mark.parametrize(("platform", "day"), sorted(NORMALISED_FIXTURES))
+def test_every_fixture_ad_normalises_as_pinned(platform: str, day: int) -> None:
+    ads = normalise_all(platform, _fixture_payloads(platform, day))
+    text = json.dumps([fields_of(ad) for ad in ads], ensure_ascii=False)
+    made = (len(ads), hashlib.sha256(text.encode()).hexdigest())
+    assert made == NORMALISED_FIXTURES[platform, day]
+
+
+def test_range_texts_are_parsed_once_and_refused_every_time() -> None:
+    first, again = range_fields("10K-15K"), range_fields("10K-15K")
+    assert first == again == {"lower": 10_000, "upper": 15_000, "original": "10K-15K"}
+    again["lower"] = 0  # each caller's own dict: the cache holds none
+    assert range_fields("10K-15K") == first
+    for _ in range(2):
+        with pytest.raises(ValueError, match="upper bound below"):
+            range_fields("100-10")
+    assert range_fields(2.0) == {"lower": 2, "upper": 2, "original": "2.0"}
 
 
 def test_one_response_with_every_case_and_instances_already_loaded(evidence: Any) -> None:

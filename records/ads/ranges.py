@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from schemas.ad import Bounds, Spend
@@ -25,13 +26,28 @@ def _number(digits: str, suffix: str | None) -> int:
     return round(float(digits.replace(",", ".")) * factor)
 
 
-def parse_range(text: Any) -> Bounds | None:
-    """Bounds of a range or bucket; ValueError if the text is not one (nothing is guessed)."""
+def range_fields(text: Any) -> dict[str, Any] | None:
+    """``parse_range`` as the plain fields of ``Bounds`` (a new dict each call): normalisers
+    build whole records as dicts and validate them once."""
     if text is None or text == "":
         return None
     if isinstance(text, int | float) and not isinstance(text, bool):
-        return Bounds(lower=int(text), upper=int(text), original=str(text))
+        return {"lower": int(text), "upper": int(text), "original": str(text)}
     original = str(text)
+    lower, upper = _parsed(original)
+    return {"lower": lower, "upper": upper, "original": original}
+
+
+def parse_range(text: Any) -> Bounds | None:
+    """Bounds of a range or bucket; ValueError if the text is not one (nothing is guessed)."""
+    fields = range_fields(text)
+    return None if fields is None else Bounds(**fields)
+
+
+# A library writes the same few buckets ("10K-15K", "≤ 10k") on every ad: parsed once each.
+# Only the result is cached (an immutable pair); a text that is not a range raises each time.
+@lru_cache(maxsize=4096)
+def _parsed(original: str) -> tuple[int, int | None]:
     value = (
         _CURRENCY.sub("", original).strip().lower().replace("\u2013", "-").replace("\u2014", "-")
     )
@@ -39,37 +55,50 @@ def parse_range(text: Any) -> Bounds | None:
     if m := re.fullmatch(rf"(≤|<=|<|under|bis|up to)\s*{_NUMBER}", value):
         upper = _number(m.group(2), m.group(3))
         strict = m.group(1) in ("<", "under")  # "< 100" is at most 99
-        return Bounds(lower=0, upper=upper - 1 if strict else upper, original=original)
+        return 0, upper - 1 if strict else upper
     if m := re.fullmatch(rf"(≥|>=|>|over|more than|über|mehr als)\s*{_NUMBER}", value):
         lower = _number(m.group(2), m.group(3))
         strict = m.group(1) in (">", "over", "more than", "über", "mehr als")
-        return Bounds(lower=lower + 1 if strict else lower, upper=None, original=original)
+        return lower + 1 if strict else lower, None
     if m := re.fullmatch(rf"{_NUMBER}\s*\+", value):
-        return Bounds(lower=_number(m.group(1), m.group(2)), upper=None, original=original)
+        return _number(m.group(1), m.group(2)), None
     if m := re.fullmatch(rf"{_NUMBER}\s*-\s*{_NUMBER}", value):
         lower, upper = _number(m.group(1), m.group(2)), _number(m.group(3), m.group(4))
         if upper < lower:
             raise ValueError(f"range {original!r}: upper bound below lower bound")
-        return Bounds(lower=lower, upper=upper, original=original)
+        return lower, upper
     if m := re.fullmatch(_NUMBER, value):
         number = _number(m.group(1), m.group(2))
-        return Bounds(lower=number, upper=number, original=original)
+        return number, number
     raise ValueError(f"not a range: {original!r}")
 
 
-def bounds_of(lower: Any, upper: Any) -> Bounds | None:
-    """Bounds sent as two values (often strings: "1000", "1999"; upper absent when open)."""
+def bounds_fields(lower: Any, upper: Any) -> dict[str, Any] | None:
+    """``bounds_of`` as the plain fields of ``Bounds``."""
     if lower in (None, "") and upper in (None, ""):
         return None
     low = int(str(lower).replace(",", "")) if lower not in (None, "") else None
     high = int(str(upper).replace(",", "")) if upper not in (None, "") else None
     original = f"{lower if lower is not None else ''}-{upper if upper is not None else ''}"
-    return Bounds(lower=low, upper=high, original=original)
+    return {"lower": low, "upper": high, "original": original}
+
+
+def bounds_of(lower: Any, upper: Any) -> Bounds | None:
+    """Bounds sent as two values (often strings: "1000", "1999"; upper absent when open)."""
+    fields = bounds_fields(lower, upper)
+    return None if fields is None else Bounds(**fields)
+
+
+def spend_fields(lower: Any, upper: Any, currency: str | None) -> dict[str, Any] | None:
+    """``spend_of`` as the plain fields of ``Spend``."""
+    fields = bounds_fields(lower, upper)
+    if fields is None:
+        return None
+    fields["currency"] = currency or None
+    return fields
 
 
 def spend_of(lower: Any, upper: Any, currency: str | None) -> Spend | None:
     """Spend bounds with their currency (ISO 4217 code as sent)."""
-    bounds = bounds_of(lower, upper)
-    if bounds is None:
-        return None
-    return Spend(**bounds.model_dump(), currency=(currency or None))
+    fields = spend_fields(lower, upper, currency)
+    return None if fields is None else Spend(**fields)

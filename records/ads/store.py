@@ -62,8 +62,13 @@ class RecordStats:
 
 def fields_of(ad: AdRecord) -> dict[str, Any]:
     """The normalised fields as stored (JSON), with the special-category flags computed."""
-    flagged = ad.model_copy(update={"special_categories": flag_targeting(ad.targeting)})
-    return flagged.model_dump(mode="json")
+    fields = ad.model_dump(mode="json")
+    # Set in the dump rather than on a copy of the model: the same dict (the key keeps its
+    # place), without copying the ad.
+    fields["special_categories"] = [
+        flag.model_dump(mode="json") for flag in flag_targeting(ad.targeting)
+    ]
+    return fields
 
 
 # -- the digest: RFC 8785 canonical JSON, the C encoder where its output is the same -----------

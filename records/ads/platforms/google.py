@@ -28,8 +28,8 @@ from datetime import date
 from typing import Any
 
 from records.ads.parse import Payload
-from records.ads.ranges import parse_range, spend_of
-from schemas.ad import AdRecord, Bounds, Targeting
+from records.ads.ranges import range_fields, spend_fields
+from schemas.ad import AdRecord
 
 CREATIVE_STATS = "google-political-ads-creative-stats.csv"
 EU_MEMBERS = frozenset(
@@ -120,14 +120,14 @@ def _int(value: str | None) -> int | None:
     return int(float(text)) if re.fullmatch(r"\d+(\.0+)?", text) else None
 
 
-def _impressions(value: str | None) -> Bounds | None:
+def _impressions(value: str | None) -> dict[str, Any] | None:
     text = (value or "").strip()
     if not text:
         return None
     try:
-        return parse_range(text)
+        return range_fields(text)
     except ValueError:
-        return Bounds(original=text)  # an unknown bucket, kept as written
+        return {"original": text}  # an unknown bucket, kept as written
 
 
 def normalise(payload: Payload) -> Iterator[AdRecord]:
@@ -170,7 +170,7 @@ def _record(ad_id: str, rows: list[dict[str, str]]) -> AdRecord:
         local = next((LOCAL_CURRENCY[c] for c in countries if c in LOCAL_CURRENCY), "USD")
         currency = local if ranges.get(local) else next(iter(ranges), "USD")
     chosen = ranges.get(currency, {})
-    spend = spend_of(chosen.get("min"), chosen.get("max"), currency) if chosen else None
+    spend = spend_fields(chosen.get("min"), chosen.get("max"), currency) if chosen else None
     extra: dict[str, Any] = {}
     others = {
         c: f"{r.get('min', '')}-{r.get('max', '')}"
@@ -199,23 +199,26 @@ def _record(ad_id: str, rows: list[dict[str, str]]) -> AdRecord:
         extra["unknown_columns"] = unknown
     if len(rows) > 1:
         extra["other_rows"] = [{k: v for k, v in r.items() if v} for r in rows[1:]]
-    return AdRecord(
-        platform="google",
-        ad_id=ad_id,
-        ad_type=row.get("ad_type") or None,
-        advertiser_id=row.get("advertiser_id") or None,
-        advertiser_name=row.get("advertiser_name") or None,
-        first_shown=_date(row.get("date_range_start")),
-        last_shown=_date(row.get("date_range_end")),
-        spend=spend,
-        impressions=_impressions(row.get("impressions")),
-        targeting=Targeting(
-            ages=_split(row.get("age_targeting")),
-            genders=_split(row.get("gender_targeting")),
-            locations_included=_split(row.get("geo_targeting_included")),
-            locations_excluded=_split(row.get("geo_targeting_excluded")),
-        ),
-        countries=countries,
-        snapshot_url=row.get("ad_url") or None,
-        extra=extra,
+    # Plain dicts, validated once as a whole (pydantic-core builds the nested models).
+    return AdRecord.model_validate(
+        {
+            "platform": "google",
+            "ad_id": ad_id,
+            "ad_type": row.get("ad_type") or None,
+            "advertiser_id": row.get("advertiser_id") or None,
+            "advertiser_name": row.get("advertiser_name") or None,
+            "first_shown": _date(row.get("date_range_start")),
+            "last_shown": _date(row.get("date_range_end")),
+            "spend": spend,
+            "impressions": _impressions(row.get("impressions")),
+            "targeting": {
+                "ages": _split(row.get("age_targeting")),
+                "genders": _split(row.get("gender_targeting")),
+                "locations_included": _split(row.get("geo_targeting_included")),
+                "locations_excluded": _split(row.get("geo_targeting_excluded")),
+            },
+            "countries": countries,
+            "snapshot_url": row.get("ad_url") or None,
+            "extra": extra,
+        }
     )

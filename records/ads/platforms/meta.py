@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
-from records.ads.parse import Payload
-from records.ads.ranges import bounds_of, parse_range, spend_of
-from schemas.ad import AdRecord, Bounds, Creative, Delivery, Targeting
+from records.ads.parse import Payload, gc_paused
+from records.ads.ranges import bounds_fields, range_fields, spend_fields
+from schemas.ad import AdRecord
 
 # Fields mapped to the model (everything else of an ad lands in ``extra``).
 MAPPED = frozenset(
@@ -60,6 +60,14 @@ _TOKEN = re.compile(r"([?&]access_token=)(?!REDACTED(?:&|$))[^&#\s]+")
 
 def normalise(payload: Payload) -> Iterator[AdRecord]:
     """The ads of one archived ``ads_archive`` answer."""
+    # The whole page at once, parsed JSON included, with the collector paused (see
+    # gc_paused); never yield with it off, or the caller's code would run so too.
+    with gc_paused():
+        records = _page(payload)
+    yield from records
+
+
+def _page(payload: Payload) -> list[AdRecord]:
     try:
         data = json.loads(payload.body)
     except ValueError as exc:
@@ -67,13 +75,16 @@ def normalise(payload: Payload) -> Iterator[AdRecord]:
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise ValueError("not an ads_archive answer: no `data` list")
     query = payload.ads.get("query") or {}
-    for position, item in enumerate(data["data"], 1):
-        if not isinstance(item, dict):
-            raise ValueError(f"ad {position} of the page is not an object")
-        try:
-            yield ad_record(item, query)
-        except ValueError as exc:
-            raise ValueError(f"ad {item.get('id') or position}: {exc}") from None
+    return [_numbered(position, item, query) for position, item in enumerate(data["data"], 1)]
+
+
+def _numbered(position: int, item: Any, query: dict[str, Any]) -> AdRecord:
+    if not isinstance(item, dict):
+        raise ValueError(f"ad {position} of the page is not an object")
+    try:
+        return ad_record(item, query)
+    except ValueError as exc:
+        raise ValueError(f"ad {item.get('id') or position}: {exc}") from None
 
 
 def ad_record(ad: dict[str, Any], query: dict[str, Any]) -> AdRecord:
@@ -81,13 +92,18 @@ def ad_record(ad: dict[str, Any], query: dict[str, Any]) -> AdRecord:
     ad_id = str(ad.get("id") or "").strip()
     if not ad_id:
         raise ValueError("no id")
+    # The record is built as plain dicts and validated once (pydantic-core builds the ~80
+    # nested cells far faster than one model constructor call per cell).
     breakdown = _reach_breakdown(ad.get("age_country_gender_reach_breakdown"))
-    reach_by_country: dict[str, Bounds] = {}
+    totals: dict[str, int] = {}
     for cell in breakdown:
-        if cell.country and cell.reach is not None and cell.reach.lower is not None:
-            total = (reach_by_country.get(cell.country) or Bounds(lower=0)).lower or 0
-            total += cell.reach.lower
-            reach_by_country[cell.country] = Bounds(lower=total, upper=total, original=str(total))
+        country, reach = cell["country"], cell["reach"]
+        if country and reach is not None and reach["lower"] is not None:
+            totals[country] = totals.get(country, 0) + reach["lower"]
+    reach_by_country = {
+        country: {"lower": total, "upper": total, "original": str(total)}
+        for country, total in totals.items()
+    }
     countries = list(reach_by_country)
     if len(query.get("countries") or []) == 1 and query["countries"][0] != "ALL":
         # Asked for ads that reached this one country: every ad of the answer did.
@@ -95,40 +111,46 @@ def ad_record(ad: dict[str, Any], query: dict[str, Any]) -> AdRecord:
     payers = ad.get("beneficiary_payers") or []
     spend = ad.get("spend") or {}
     impressions = ad.get("impressions") or {}
-    return AdRecord(
-        platform="meta",
-        ad_id=ad_id,
-        ad_type=query.get("ad_type"),
-        advertiser_id=_text(ad.get("page_id")),
-        advertiser_name=_text(ad.get("page_name")),
-        page_id=_text(ad.get("page_id")),
-        page_name=_text(ad.get("page_name")),
-        funding_entity=_joined(ad.get("bylines")),
-        beneficiaries=_unique(p.get("beneficiary") for p in payers if isinstance(p, dict)),
-        payers=_unique(p.get("payer") for p in payers if isinstance(p, dict)),
-        first_shown=_date(ad.get("ad_delivery_start_time")),
-        last_shown=_date(ad.get("ad_delivery_stop_time")),
-        status=_status(ad, query),
-        spend=spend_of(spend.get("lower_bound"), spend.get("upper_bound"), ad.get("currency"))
-        if isinstance(spend, dict)
-        else None,
-        impressions=bounds_of(impressions.get("lower_bound"), impressions.get("upper_bound"))
-        if isinstance(impressions, dict)
-        else None,
-        reach=parse_range(ad.get("eu_total_reach")),
-        reach_by_country=reach_by_country,
-        demographics=_distribution(ad.get("demographic_distribution")) + breakdown,
-        targeting=_targeting(ad),
-        creative=Creative(
-            bodies=_strings(ad.get("ad_creative_bodies")),
-            titles=_strings(ad.get("ad_creative_link_titles")),
-            descriptions=_strings(ad.get("ad_creative_link_descriptions")),
-            captions=_strings(ad.get("ad_creative_link_captions")),
-        ),
-        languages=_strings(ad.get("languages")),
-        countries=countries,
-        snapshot_url=_redacted(ad.get("ad_snapshot_url")),
-        extra=_extra(ad),
+    return AdRecord.model_validate(
+        {
+            "platform": "meta",
+            "ad_id": ad_id,
+            "ad_type": query.get("ad_type"),
+            "advertiser_id": _text(ad.get("page_id")),
+            "advertiser_name": _text(ad.get("page_name")),
+            "page_id": _text(ad.get("page_id")),
+            "page_name": _text(ad.get("page_name")),
+            "funding_entity": _joined(ad.get("bylines")),
+            "beneficiaries": _unique(p.get("beneficiary") for p in payers if isinstance(p, dict)),
+            "payers": _unique(p.get("payer") for p in payers if isinstance(p, dict)),
+            "first_shown": _date(ad.get("ad_delivery_start_time")),
+            "last_shown": _date(ad.get("ad_delivery_stop_time")),
+            "status": _status(ad, query),
+            "spend": spend_fields(
+                spend.get("lower_bound"), spend.get("upper_bound"), ad.get("currency")
+            )
+            if isinstance(spend, dict)
+            else None,
+            "impressions": bounds_fields(
+                impressions.get("lower_bound"), impressions.get("upper_bound")
+            )
+            if isinstance(impressions, dict)
+            else None,
+            "reach": range_fields(ad.get("eu_total_reach")),
+            "reach_by_country": reach_by_country,
+            "demographics": _distribution(ad.get("demographic_distribution")) + breakdown,
+            "targeting": _targeting(ad),
+            "creative": {
+                "bodies": _strings(ad.get("ad_creative_bodies")),
+                "titles": _strings(ad.get("ad_creative_link_titles")),
+                "descriptions": _strings(ad.get("ad_creative_link_descriptions")),
+                "captions": _strings(ad.get("ad_creative_link_captions")),
+            },
+            "languages": _strings(ad.get("languages")),
+            "countries": countries,
+            "snapshot_url": _redacted(ad.get("ad_snapshot_url")),
+            "extra": _extra(ad),
+        }
     )
 
 
@@ -141,7 +163,7 @@ def _status(ad: dict[str, Any], query: dict[str, Any]) -> str:
     return "inactive" if ad.get("ad_delivery_stop_time") else "active"
 
 
-def _targeting(ad: dict[str, Any]) -> Targeting:
+def _targeting(ad: dict[str, Any]) -> dict[str, Any]:
     ages = _strings(ad.get("target_ages"))
     gender = ad.get("target_gender")
     included, excluded, other = [], [], {}
@@ -157,31 +179,29 @@ def _targeting(ad: dict[str, Any]) -> Targeting:
         other["target_locations"] = ad["target_locations"]  # types and obfuscation as sent
     if obfuscated:
         other["locations_obfuscated"] = obfuscated
-    return Targeting(
+    return {
         # Meta gives the youngest and oldest age targeted: ["18", "65+"] is one band.
-        ages=["-".join(ages)] if len(ages) == 2 else ages,
-        genders=GENDERS.get(str(gender).strip().lower(), [str(gender)]) if gender else [],
-        locations_included=included,
-        locations_excluded=excluded,
-        other=other,
-    )
+        "ages": ["-".join(ages)] if len(ages) == 2 else ages,
+        "genders": GENDERS.get(str(gender).strip().lower(), [str(gender)]) if gender else [],
+        "locations_included": included,
+        "locations_excluded": excluded,
+        "other": other,
+    }
 
 
-def _distribution(cells: Any) -> list[Delivery]:
-    found = []
-    for cell in cells or []:
-        if isinstance(cell, dict):
-            found.append(
-                Delivery(
-                    age=_text(cell.get("age")),
-                    gender=_text(cell.get("gender")),
-                    share=_share(cell.get("percentage")),
-                )
-            )
-    return found
+def _distribution(cells: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "age": _text(cell.get("age")),
+            "gender": _text(cell.get("gender")),
+            "share": _share(cell.get("percentage")),
+        }
+        for cell in cells or []
+        if isinstance(cell, dict)
+    ]
 
 
-def _reach_breakdown(countries: Any) -> list[Delivery]:
+def _reach_breakdown(countries: Any) -> list[dict[str, Any]]:
     found = []
     for entry in countries or []:
         if not isinstance(entry, dict):
@@ -192,15 +212,15 @@ def _reach_breakdown(countries: Any) -> list[Delivery]:
                 continue
             age = _text(cell.get("age_range"))
             for gender in ("male", "female", "unknown"):
-                if cell.get(gender) is not None:
-                    found.append(
-                        Delivery(
-                            country=country,
-                            age=age,
-                            gender=gender,
-                            reach=parse_range(cell[gender]),
-                        )
+                if (value := cell.get(gender)) is not None:
+                    # Meta sends these as integers (dozens per ad): range_fields's own answer
+                    # for one, without the call.
+                    reach = (
+                        {"lower": value, "upper": value, "original": str(value)}
+                        if type(value) is int
+                        else range_fields(value)
                     )
+                    found.append({"country": country, "age": age, "gender": gender, "reach": reach})
     return found
 
 
@@ -215,8 +235,9 @@ def _extra(ad: dict[str, Any]) -> dict[str, Any]:
         ]
     size = extra.get("estimated_audience_size")
     if isinstance(size, dict):
-        bounds = bounds_of(size.get("lower_bound"), size.get("upper_bound"))
-        extra["estimated_audience_size"] = bounds.model_dump() if bounds else None
+        extra["estimated_audience_size"] = bounds_fields(
+            size.get("lower_bound"), size.get("upper_bound")
+        )
     if ad.get("beneficiary_payers"):
         extra["beneficiary_payers"] = ad["beneficiary_payers"]  # which pair is current
     return extra

@@ -27,8 +27,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from records.ads.parse import Payload
-from records.ads.ranges import parse_range
-from schemas.ad import AdRecord, Bounds, Creative, Targeting
+from records.ads.ranges import range_fields
+from schemas.ad import AdRecord
 
 AD_MAPPED = frozenset(
     {
@@ -112,41 +112,44 @@ def ad_record(
     reach = ad.get("reach") if isinstance(ad.get("reach"), dict) else {}
     seen = _either(reach, "unique_users_seen", "unique_user_seen")
     by_country = _either(reach, "unique_users_seen_by_country", "unique_user_seen_by_country")
-    reach_by_country: dict[str, Bounds] = {}
+    # Built as plain dicts and validated once, in pydantic-core, as a whole.
+    reach_by_country: dict[str, dict[str, Any]] = {}
     for country, value in (by_country or {}).items():
-        bounds = parse_range(value)
+        bounds = range_fields(value)
         if bounds is not None:
             reach_by_country[str(country).upper()] = bounds
     targeting_info = _either(group, "targeting_info", "target")
     targeting = _targeting(targeting_info if isinstance(targeting_info, dict) else {})
-    countries = list(reach_by_country) or list(targeting.locations_included)
+    countries = list(reach_by_country) or list(targeting["locations_included"])
     if not countries and query.get("country") not in (None, "ALL"):
         countries = [query["country"]]  # the query asked for ads shown there
     paid = _either(advertiser, "paid_for_by", "paid_by")
     status, reason = _status(ad)
-    return AdRecord(
-        platform="tiktok",
-        ad_id=ad_id,
-        advertiser_id=_text(advertiser.get("business_id")),
-        advertiser_name=_text(advertiser.get("business_name")),
-        funding_entity=_text(paid),
-        beneficiaries=[n] if (n := _text(advertiser.get("business_name"))) else [],
-        payers=[p] if (p := _text(paid)) else [],
-        first_shown=_date(ad.get("first_shown_date")),
-        last_shown=_date(ad.get("last_shown_date")),
-        status=status,
-        removal_reason=reason,
-        reach=parse_range(seen),
-        reach_by_country=reach_by_country,
-        targeting=targeting,
-        creative=Creative(
-            titles=[t] if (t := _text(ad.get("title"))) else [],
-            links=[u] if (u := _text(ad.get("external_url"))) else [],
-            media=_media(ad),
-        ),
-        languages=list(targeting.languages),
-        countries=countries,
-        extra=_extra(ad, advertiser, targeting_info, group),
+    return AdRecord.model_validate(
+        {
+            "platform": "tiktok",
+            "ad_id": ad_id,
+            "advertiser_id": _text(advertiser.get("business_id")),
+            "advertiser_name": _text(advertiser.get("business_name")),
+            "funding_entity": _text(paid),
+            "beneficiaries": [n] if (n := _text(advertiser.get("business_name"))) else [],
+            "payers": [p] if (p := _text(paid)) else [],
+            "first_shown": _date(ad.get("first_shown_date")),
+            "last_shown": _date(ad.get("last_shown_date")),
+            "status": status,
+            "removal_reason": reason,
+            "reach": range_fields(seen),
+            "reach_by_country": reach_by_country,
+            "targeting": targeting,
+            "creative": {
+                "titles": [t] if (t := _text(ad.get("title"))) else [],
+                "links": [u] if (u := _text(ad.get("external_url"))) else [],
+                "media": _media(ad),
+            },
+            "languages": list(targeting["languages"]),
+            "countries": countries,
+            "extra": _extra(ad, advertiser, targeting_info, group),
+        }
     )
 
 
@@ -175,7 +178,7 @@ def _status(ad: dict[str, Any]) -> tuple[str, str | None]:
     return "unknown", statement
 
 
-def _targeting(info: dict[str, Any]) -> Targeting:
+def _targeting(info: dict[str, Any]) -> dict[str, Any]:
     countries = _either(info, "country", "country_code")
     if isinstance(countries, dict):  # {"DE": "1K-10K"}: targeted countries with sizes
         countries = list(countries)
@@ -190,15 +193,15 @@ def _targeting(info: dict[str, Any]) -> Targeting:
     for key, value in info.items():
         if key not in TARGETING_MAPPED and value not in (None, [], {}, ""):
             other[key] = value
-    return Targeting(
-        ages=_flags(info.get("age")),
-        genders=_flags(info.get("gender")),
-        locations_included=_strings(countries),
-        interests=_strings(interests),
-        audiences=_strings(audiences),
-        languages=_strings(_either(info, "language", "languages")),
-        other=other,
-    )
+    return {
+        "ages": _flags(info.get("age")),
+        "genders": _flags(info.get("gender")),
+        "locations_included": _strings(countries),
+        "interests": _strings(interests),
+        "audiences": _strings(audiences),
+        "languages": _strings(_either(info, "language", "languages")),
+        "other": other,
+    }
 
 
 def _flags(value: Any) -> list[str]:
@@ -241,12 +244,10 @@ def _extra(
             extra[f"ad_group.{key}"] = value
     if isinstance(targeting, dict) and targeting.get("number_of_users_targeted") is not None:
         try:
-            bounds = parse_range(targeting["number_of_users_targeted"])
+            bounds = range_fields(targeting["number_of_users_targeted"])
         except ValueError:
             bounds = None
-        extra["number_of_users_targeted"] = (
-            bounds.model_dump() if bounds else targeting["number_of_users_targeted"]
-        )
+        extra["number_of_users_targeted"] = bounds or targeting["number_of_users_targeted"]
     return extra
 
 

@@ -25,8 +25,8 @@ from datetime import date, datetime
 from typing import Any
 
 from records.ads.parse import Payload
-from records.ads.ranges import parse_range
-from schemas.ad import AdRecord, Bounds, Creative, Spend, Targeting
+from records.ads.ranges import range_fields
+from schemas.ad import AdRecord
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def _date(value: str) -> date | None:
         return None
 
 
-def _amount(value: str) -> Bounds | None:
+def _amount(value: str) -> dict[str, Any] | None:
     """A count or amount: a range or bucket ("100-499", "≤ 10k"), or a number with cents."""
     text = (value or "").strip()
     if not text:
@@ -142,11 +142,11 @@ def _amount(value: str) -> Bounds | None:
     if m := re.fullmatch(r"[€$£]?\s*(\d+)[.,](\d{1,2})\s*(?:[A-Z]{3})?", text):
         whole = int(m.group(1))
         upper = whole + (1 if int(m.group(2)) else 0)
-        return Bounds(lower=whole, upper=upper, original=text)
+        return {"lower": whole, "upper": upper, "original": text}
     try:
-        return parse_range(text)
+        return range_fields(text)
     except ValueError:
-        return Bounds(original=text)  # kept as sent; nothing guessed
+        return {"original": text}  # kept as sent; nothing guessed
 
 
 def _cell(row: dict[str, str], known: dict[str, str], field: str) -> str:
@@ -241,41 +241,44 @@ def _record(
         for url in _split(_cell(row, known, "media"))
     ]
     funding = _cell(row, known, "funding_entity") or None
-    return AdRecord(
-        platform="x",
-        ad_id=ad_id,
-        ad_type=_cell(row, known, "ad_type") or None,
-        advertiser_id=advertiser_id,
-        advertiser_name=_cell(row, known, "advertiser_name") or None,
-        page_id=user_id or None,
-        page_name=handle or None,
-        funding_entity=funding,
-        payers=_split(_cell(row, known, "payer")),
-        beneficiaries=_split(_cell(row, known, "beneficiary")),
-        first_shown=_date(_cell(row, known, "start")),
-        last_shown=_date(_cell(row, known, "end")),
-        status=_STATUS.get(status_text.lower(), "unknown") if status_text else "unknown",
-        removal_reason=_cell(row, known, "removal_reason") or None,
-        spend=Spend(**spend.model_dump(), currency=currency) if spend else None,
-        impressions=_amount(_cell(row, known, "impressions")),
-        reach=_amount(_cell(row, known, "reach")),
-        targeting=Targeting(
-            ages=_split(_cell(row, known, "ages"), commas=True),
-            genders=_split(_cell(row, known, "genders"), commas=True),
-            locations_included=_split(_cell(row, known, "locations")),
-            locations_excluded=_split(_cell(row, known, "locations_excluded")),
-            interests=_split(_cell(row, known, "interests")),
-            audiences=lookalikes + _split(_cell(row, known, "audiences")),
-            languages=_split(_cell(row, known, "languages")),
-            other=other,
-        ),
-        creative=Creative(
-            bodies=[t for t in [_cell(row, known, "text")] if t],
-            links=_split(_cell(row, known, "destination")),
-            media=media,
-        ),
-        languages=_split(_cell(row, known, "languages")),
-        countries=[country] if country else [],
-        snapshot_url=_cell(row, known, "url") or None,
-        extra=extra,
+    # Plain dicts, validated once as a whole (pydantic-core builds the nested models).
+    return AdRecord.model_validate(
+        {
+            "platform": "x",
+            "ad_id": ad_id,
+            "ad_type": _cell(row, known, "ad_type") or None,
+            "advertiser_id": advertiser_id,
+            "advertiser_name": _cell(row, known, "advertiser_name") or None,
+            "page_id": user_id or None,
+            "page_name": handle or None,
+            "funding_entity": funding,
+            "payers": _split(_cell(row, known, "payer")),
+            "beneficiaries": _split(_cell(row, known, "beneficiary")),
+            "first_shown": _date(_cell(row, known, "start")),
+            "last_shown": _date(_cell(row, known, "end")),
+            "status": _STATUS.get(status_text.lower(), "unknown") if status_text else "unknown",
+            "removal_reason": _cell(row, known, "removal_reason") or None,
+            "spend": {**spend, "currency": currency} if spend else None,
+            "impressions": _amount(_cell(row, known, "impressions")),
+            "reach": _amount(_cell(row, known, "reach")),
+            "targeting": {
+                "ages": _split(_cell(row, known, "ages"), commas=True),
+                "genders": _split(_cell(row, known, "genders"), commas=True),
+                "locations_included": _split(_cell(row, known, "locations")),
+                "locations_excluded": _split(_cell(row, known, "locations_excluded")),
+                "interests": _split(_cell(row, known, "interests")),
+                "audiences": lookalikes + _split(_cell(row, known, "audiences")),
+                "languages": _split(_cell(row, known, "languages")),
+                "other": other,
+            },
+            "creative": {
+                "bodies": [t for t in [_cell(row, known, "text")] if t],
+                "links": _split(_cell(row, known, "destination")),
+                "media": media,
+            },
+            "languages": _split(_cell(row, known, "languages")),
+            "countries": [country] if country else [],
+            "snapshot_url": _cell(row, known, "url") or None,
+            "extra": extra,
+        }
     )
