@@ -4,7 +4,8 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 # One test file per worker at a time: module-scoped fixtures (a browser capture run, a TSA)
 # are then set up once, not once on each worker (about a fifth less time on 2 cores).
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# --durations: every run names its slowest tests, so the 20-minute budget can be kept.
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=30
 
 .PHONY: setup system-packages demo test test-fast bench lint format clean-demo
 
